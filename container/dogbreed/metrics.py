@@ -1,0 +1,27 @@
+"""The one metric log format: lines training prints, regexes SageMaker (and orchestrate.py) parse."""
+
+import logging
+
+log = logging.getLogger(__name__)
+
+EPOCH_FIELDS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
+TEST_FIELDS = ("test_loss", "test_acc")
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|inf)"
+
+# SageMaker MetricDefinitions: each regex's first group is the value. Names match the log keys.
+METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"\b{name}={_NUMBER}"} for name in (*EPOCH_FIELDS, *TEST_FIELDS)] + [
+    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)\b"}
+]
+
+
+def format_metrics(prefix: str, values: dict[str, float]) -> str:
+    """One stable line: `<prefix> key=value ...` with 4 decimals."""
+    return " ".join([prefix, *(f"{k}={v:.4f}" for k, v in values.items())])
+
+
+def epoch_line(epoch: int, values: dict[str, float]) -> str:
+    return format_metrics(f"epoch={epoch}", values)
+
+
+def test_line(values: dict[str, float]) -> str:
+    return format_metrics("final", values)

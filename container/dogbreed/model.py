@@ -1,0 +1,132 @@
+"""ResNet50 + dense head, and the model artifact: weights, class names and config in one directory."""
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights, resnet50
+
+from .errors import ArtifactError, UserError
+from .presets import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE = "resnet50"
+WEIGHTS_FILE = "model.pt"
+CONFIG_FILE = "model_config.json"
+BACKBONE_FEATURES = 2048
+IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The classifier head that replaces ResNet50's fc: 2048 → hidden_units → ReLU → Dropout → classes."""
+
+    num_classes: int
+    hidden_units: int = 256  # 0: a single linear layer
+    dropout: float = 0.3
+
+
+def build_model(head: HeadConfig) -> nn.Module:
+    """ResNet50 with random weights and our head; load backbone weights separately."""
+    model = resnet50(weights=None)
+    if head.hidden_units:
+        model.fc = nn.Sequential(
+            nn.Linear(BACKBONE_FEATURES, head.hidden_units),
+            nn.ReLU(inplace=True),
+            nn.Dropout(head.dropout),
+            nn.Linear(head.hidden_units, head.num_classes),
+        )
+    else:
+        model.fc = nn.Linear(BACKBONE_FEATURES, head.num_classes)
+    return model
+
+
+def cached_imagenet_weights_path() -> Path:
+    """Where the image build put torchvision's ImageNet weights (under $TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_WEIGHTS.url).name
+
+
+def load_backbone(model: nn.Module, weights_file: Path) -> None:
+    """Load an ImageNet-style ResNet50 state_dict into the backbone; the head keeps its init."""
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unreadable/unsafe files
+        raise UserError(f"cannot load pretrained weights from {weights_file}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"pretrained weights file {weights_file} is not a state_dict")
+    backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    missing_backbone = [k for k in missing if not k.startswith("fc.")]
+    if missing_backbone or unexpected:
+        raise UserError(
+            f"pretrained weights file {weights_file} does not fit ResNet50: "
+            f"{len(missing_backbone)} missing keys (e.g. {missing_backbone[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+    log.info("loaded pretrained backbone weights from %s", weights_file)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Everything serving needs, as training wrote it."""
+
+    model: nn.Module
+    class_names: list[str]
+    head: HeadConfig
+    preprocess: PreprocessConfig
+    metrics: dict = field(default_factory=dict)
+
+
+def save_artifact(
+    model_dir: Path,
+    model: nn.Module,
+    *,
+    class_names: list[str],
+    head: HeadConfig,
+    preprocess: PreprocessConfig,
+    metrics: dict | None = None,
+) -> None:
+    """Write model.pt (state_dict) and model_config.json (architecture, head, classes, preprocessing)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, model_dir / WEIGHTS_FILE)
+    config = {
+        "architecture": ARCHITECTURE,
+        "head": asdict(head),
+        "class_names": list(class_names),
+        "preprocess": preprocess.to_dict(),
+        "metrics": metrics or {},
+    }
+    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def load_artifact(model_dir: Path) -> Artifact:
+    """Load the artifact from model_dir onto the CPU, in eval mode; ArtifactError says what is wrong."""
+    config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ArtifactError(f"model artifact incomplete: {path} not found (train first, or check the model data)")
+    try:
+        config = json.loads(config_path.read_text())
+        head = HeadConfig(**config["head"])
+        class_names = list(config["class_names"])
+        preprocess = PreprocessConfig.from_dict(config["preprocess"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"model config {config_path} is malformed: {exc!r}") from exc
+    if config.get("architecture") != ARCHITECTURE or len(class_names) != head.num_classes:
+        raise ArtifactError(
+            f"model config {config_path} describes {config.get('architecture')!r} with "
+            f"{head.num_classes} outputs and {len(class_names)} class names; expected {ARCHITECTURE!r}, equal counts"
+        )
+    model = build_model(head)
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # corrupt file, unsafe pickle, shape mismatch
+        raise ArtifactError(f"model weights {weights_path} cannot be loaded: {exc}") from exc
+    model.eval()
+    return Artifact(model, class_names, head, preprocess, config.get("metrics", {}))

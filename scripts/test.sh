@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: set up (engine, venv), lint, then the unit and container test suites.
+# Usage: scripts/test.sh [PYTEST_ARGS...]   e.g. scripts/test.sh tests/unit   (fast, no Docker)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup_dev.sh
+
+echo "== lint" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+shellcheck build_and_push.sh scripts/*.sh local_test/*.sh .ci/run
+
+echo "== tests" >&2
+if [ $# -eq 0 ]; then
+  set -- tests/unit tests/container
+fi
+.venv/bin/python -m pytest "$@"
