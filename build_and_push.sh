@@ -94,7 +94,7 @@ if ! docker buildx version >/dev/null 2>&1; then
 fi
 git_tag="$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo nogit)"
 say "building $image:latest ($mode, base $base_image)"
-docker build --quiet "${build_args[@]}" -t "$image:latest" -t "$image:$git_tag" "$here/container" >/dev/null
+docker build "${build_args[@]}" -t "$image:latest" -t "$image:$git_tag" "$here/container" >&2
 say "built $image:latest and $image:$git_tag ($(docker image inspect --format '{{.Size}}' "$image:latest" | awk '{printf "%.1f GB", $1/1e9}'))"
 
 if ! $push; then

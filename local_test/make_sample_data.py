@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-BREEDS = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita",
-          "005.Alaskan_malamute", "006.American_eskimo_dog")
+BREEDS = (
+    "001.Affenpinscher",
+    "002.Afghan_hound",
+    "003.Airedale_terrier",
+    "004.Akita",
+    "005.Alaskan_malamute",
+    "006.American_eskimo_dog",
+)
 COLOURS = ((200, 40, 40), (40, 170, 60), (50, 70, 210), (220, 200, 40), (160, 60, 190), (30, 180, 190))
 SPLITS = {"train": 1.0, "valid": 0.34, "test": 0.34}
 
@@ -30,8 +36,9 @@ def make_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def make_dataset(root: Path, *, per_class: int = 12, classes: int = 4,
-                 size: tuple[int, int] = (96, 72), seed: int = 0) -> Path:
+def make_dataset(
+    root: Path, *, per_class: int = 30, classes: int = 4, size: tuple[int, int] = (96, 72), seed: int = 0
+) -> Path:
     """Write root/{train,valid,test}/<class>/*.jpg; returns root."""
     if not 1 <= classes <= len(BREEDS):
         raise ValueError(f"classes must be 1..{len(BREEDS)}")
@@ -48,15 +55,14 @@ def make_dataset(root: Path, *, per_class: int = 12, classes: int = 4,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--per-class", type=int, default=12, help="training images per class (default 12)")
+    parser.add_argument("--per-class", type=int, default=30, help="training images per class (default 30)")
     parser.add_argument("--classes", type=int, default=4, help=f"number of classes, 1..{len(BREEDS)} (default 4)")
     parser.add_argument("--size", default="96x72", help="image size WxH (default 96x72)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
-        make_dataset(args.out_dir, per_class=args.per_class, classes=args.classes,
-                     size=(width, height), seed=args.seed)
+        make_dataset(args.out_dir, per_class=args.per_class, classes=args.classes, size=(width, height), seed=args.seed)
     except ValueError as exc:
         parser.error(str(exc))
     print(f"wrote sample dataset to {args.out_dir}")

@@ -20,7 +20,7 @@ from make_sample_data import make_dataset  # noqa: E402
 
 # Small and quick on two CPU cores, still learnable from random init.
 QUICK_HYPERPARAMETERS = {
-    "epochs": "3",
+    "epochs": "5",
     "batch_size": "16",
     "lr": "0.001",
     "image_size": "64",
@@ -73,8 +73,9 @@ def make_opt_ml(root: Path, hyperparameters: dict[str, str], data: Path | None =
 
 
 def docker_train(image: str, opt_ml: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["docker", "run", "--rm", "--network", "host", *extra, "-v", f"{opt_ml}:/opt/ml", image, "train"],
-               check=check)
+    return run(
+        ["docker", "run", "--rm", "--network", "host", *extra, "-v", f"{opt_ml}:/opt/ml", image, "train"], check=check
+    )
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +101,25 @@ def wait_for_ping(url: str, timeout: float = 60) -> float:
 def serving(image: str, model_dir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
     """Run `IMAGE serve` on a free loopback port; yields (base URL, container name)."""
     port, name = free_port(), f"dogbreed-test-{uuid.uuid4().hex[:8]}"
-    env_args = [arg for k, v in {"SAGEMAKER_BIND_TO_PORT": str(port), **(env or {})}.items() for arg in ("-e", f"{k}={v}")]
-    run(["docker", "run", "-d", "--name", name, "--network", "host", *env_args,
-         "-v", f"{model_dir}:/opt/ml/model:ro", image, "serve"])
+    env_args = [
+        arg for k, v in {"SAGEMAKER_BIND_TO_PORT": str(port), **(env or {})}.items() for arg in ("-e", f"{k}={v}")
+    ]
+    run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            *env_args,
+            "-v",
+            f"{model_dir}:/opt/ml/model:ro",
+            image,
+            "serve",
+        ]
+    )
     try:
         yield f"http://127.0.0.1:{port}", name
     finally:

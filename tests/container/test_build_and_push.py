@@ -36,8 +36,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config.write_text(
         f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_listening(port, process)
     yield f"127.0.0.1:{port}"
     process.terminate()
@@ -48,8 +49,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def aws_env() -> Iterator[dict[str, str]]:
     """moto_server on loopback as AWS; the environment that points boto3 and the aws CLI at it."""
     port = free_port()
-    process = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_listening(port, process)
     yield {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -69,8 +73,13 @@ def push(env: dict[str, str], *, path: str | None = None, check: bool = True) ->
 
 
 def ecr_repositories(env: dict[str, str]) -> list[dict]:
-    client = boto3.client("ecr", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "ecr",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return client.describe_repositories()["repositories"]
 
 

@@ -1,0 +1,104 @@
+"""What survives a spot interruption: atomic per-epoch checkpoints, resume from the newest, SIGTERM as a flag."""
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+KEEP = 2  # newest checkpoints kept; SageMaker syncs the directory to S3
+
+
+@dataclass
+class Checkpoint:
+    """Training state after `epochs_done` complete epochs (weights may include part of the next one)."""
+
+    epochs_done: int
+    model: dict
+    optimizer: dict
+    history: list[dict] = field(default_factory=list)
+    signature: dict = field(default_factory=dict)  # what must match to resume: classes, head, fine_tune
+
+
+def _name(epochs_done: int) -> str:
+    return f"checkpoint-{epochs_done:04d}.pt"
+
+
+def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
+    """Write via a temp file + rename, so a kill mid-write never leaves a torn newest checkpoint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / _name(checkpoint.epochs_done)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(asdict(checkpoint), handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in _checkpoints(directory)[:-KEEP]:
+        old.unlink(missing_ok=True)
+    log.info("saved checkpoint %s", target)
+    return target
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def load_latest(directory: Path, signature: dict) -> Checkpoint | None:
+    """The newest checkpoint, or None; UserError when it belongs to a different model setup."""
+    files = _checkpoints(directory)
+    if not files:
+        return None
+    try:
+        checkpoint = Checkpoint(**torch.load(files[-1], map_location="cpu", weights_only=True))
+    except Exception as exc:  # torn/foreign file: torch raises several types
+        raise UserError(f"checkpoint {files[-1]} cannot be loaded ({exc}); delete it to start over") from exc
+    if checkpoint.signature != signature:
+        raise UserError(
+            f"checkpoint {files[-1]} was written for a different setup ({checkpoint.signature}) than this job "
+            f"({signature}); use another checkpoint location or delete it to start over"
+        )
+    log.info("resuming from %s after %d completed epoch(s)", files[-1], checkpoint.epochs_done)
+    return checkpoint
+
+
+class StopFlag:
+    """Set by SIGTERM (SageMaker's stop / spot interruption); the loop checks it between batches."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        log.warning("received signal %d: stopping after the current batch and saving a checkpoint", signum)
+        self.requested = True
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[StopFlag]:
+    """Install the SIGTERM handler for the duration of training; restore the previous one after."""
+    flag = StopFlag()
+    previous = signal.signal(signal.SIGTERM, flag._handle)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,163 @@
+"""Input channels → image datasets and loaders: split discovery, class checks, unreadable-image skipping."""
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+VALID_NAMES = ("valid", "validation", "val")
+# SageMaker mounts each channel at input/data/<name>; users upload dogImages/ as one `training` channel.
+COMBINED_CHANNEL = "training"
+
+
+@dataclass(frozen=True)
+class SplitPaths:
+    """Where each split's class folders live."""
+
+    train: Path
+    valid: Path
+    test: Path | None = None
+
+
+def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
+    """Channels train + valid (or validation/val) [+ test], or one `training` channel holding those folders."""
+    if "train" in channels:
+        folders, where = channels, "channels"
+    elif COMBINED_CHANNEL in channels:
+        root = channels[COMBINED_CHANNEL]
+        folders = {p.name: p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+        where = f"folders of the '{COMBINED_CHANNEL}' channel ({root})"
+    else:
+        raise UserError(
+            f"no training data: expected channels 'train' and 'valid' (optionally 'test'), or one "
+            f"'{COMBINED_CHANNEL}' channel holding train/ valid/ test/; got channels {sorted(channels) or 'none'}"
+        )
+    valid = next((folders[name] for name in VALID_NAMES if name in folders), None)
+    if "train" not in folders or valid is None:
+        raise UserError(f"expected 'train' and 'valid' (or 'validation'/'val') in the {where}; got {sorted(folders)}")
+    return SplitPaths(train=folders["train"], valid=valid, test=folders.get("test"))
+
+
+def is_readable_image(path: Path) -> bool:
+    """Header check + PIL's verify: catches truncated headers, non-images and decompression bombs."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
+        return False
+    return True
+
+
+class ImageList(Dataset):
+    """(path, label) samples of one split, decoded to RGB and transformed on access."""
+
+    def __init__(self, samples: list[tuple[Path, int]], transform: Callable | None = None):
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        return (self.transform(image) if self.transform else image), label
+
+    def with_transform(self, transform: Callable) -> "ImageList":
+        return ImageList(self.samples, transform)
+
+
+def class_folders(root: Path) -> list[str]:
+    if not root.is_dir():
+        raise UserError(f"data path {root} does not exist or is not a directory")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
+    """All readable images under root/<class>/; unreadable ones are skipped and logged."""
+    samples, skipped = [], []
+    for label, name in enumerate(class_names):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                continue
+            (samples if is_readable_image(path) else skipped).append((path, label))
+    if skipped:
+        log.warning("skipped %d unreadable image(s) in %s split, e.g. %s", len(skipped), split, skipped[0][0])
+    if not samples:
+        raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/*.jpg)")
+    log.info("%s split: %d images in %d classes from %s", split, len(samples), len(class_names), root)
+    return ImageList(samples)
+
+
+def check_same_classes(reference: list[str], other: list[str], names: tuple[Path, Path]) -> None:
+    if reference != other:
+        only_ref = sorted(set(reference) - set(other))[:5]
+        only_other = sorted(set(other) - set(reference))[:5]
+        raise UserError(
+            f"class folders differ between {names[0]} and {names[1]}: only in the first {only_ref}, "
+            f"only in the second {only_other}; every split needs the same class folders"
+        )
+
+
+def subset(dataset: ImageList, *, fraction: float, limit: int, seed: int) -> ImageList:
+    """A seeded random share (and cap) of the samples, to train on less data."""
+    count = max(1, round(len(dataset) * fraction))
+    count = min(count, limit) if limit else count
+    if count >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    log.info("training on %d of %d images (train_fraction/max_train_images)", count, len(dataset))
+    return ImageList([dataset.samples[i] for i in sorted(order[:count])], dataset.transform)
+
+
+def make_loader(
+    dataset: Dataset, *, batch_size: int, train: bool, num_workers: int, seed: int, shard: tuple[int, int] | None
+) -> DataLoader:
+    """Shuffled (training) or ordered loader; shard=(rank, world) gives each host its DistributedSampler slice."""
+    sampler = None
+    if shard is not None:
+        sampler = DistributedSampler(dataset, num_replicas=shard[1], rank=shard[0], shuffle=train, seed=seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The scanned datasets of one job, untransformed, and the class names in label order."""
+
+    class_names: list[str]
+    train: ImageList
+    valid: ImageList
+    test: ImageList | None
+
+
+def load_splits(paths: SplitPaths) -> Splits:
+    """Scan every split; class folders must agree with train's."""
+    class_names = class_folders(paths.train)
+    if not class_names:
+        raise UserError(f"the train split at {paths.train} has no class folders (expected {paths.train}/<class>/*.jpg)")
+    scanned = {}
+    for split in ("train", "valid", "test"):
+        root = getattr(paths, split)
+        if root is not None:
+            check_same_classes(class_names, class_folders(root), (paths.train, root))
+            scanned[split] = scan_split(root, class_names, split)
+    return Splits(class_names, scanned["train"], scanned["valid"], scanned.get("test"))

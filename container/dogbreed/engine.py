@@ -1,0 +1,126 @@
+"""The training loop proper: one epoch of training, evaluation, backbone feature extraction (no env, no I/O)."""
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Interrupted(Exception):
+    """A stop was requested (SIGTERM); raised between batches so the caller can checkpoint."""
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    loss: float
+    acc: float
+    count: int
+
+
+def _never() -> bool:
+    return False
+
+
+def _identity(totals: torch.Tensor) -> torch.Tensor:
+    return totals
+
+
+@dataclass
+class Loop:
+    """What one training run trains and how; `model` may be a DDP wrapper, `eval_model` never is."""
+
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    train_modules: list[nn.Module]  # put in train mode each epoch; frozen parts stay in eval (BatchNorm stats)
+    eval_model: nn.Module | None = None
+    should_stop: Callable[[], bool] = _never
+    reduce: Callable[[torch.Tensor], torch.Tensor] = _identity  # sums (loss, correct, count) across hosts
+    scaler: torch.amp.GradScaler | None = field(default=None)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision on CUDA; full precision on CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def train_epoch(self, loader: DataLoader, on_step: Callable[[], None] | None = None) -> EpochResult:
+        """One pass over loader; checks for a stop request before every batch."""
+        self.model.eval()
+        for module in self.train_modules:
+            module.train()
+        totals = torch.zeros(3, dtype=torch.float64)
+        for batch in loader:
+            if self.should_stop():
+                raise Interrupted("stop requested during training")
+            inputs, labels = (t.to(self.device, non_blocking=True) for t in batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                outputs = self.model(inputs)
+                loss = self.criterion(outputs, labels)
+            self._backward_step(loss)
+            totals += _batch_totals(loss, outputs, labels)
+            if on_step is not None:
+                on_step()
+        return _result(self.reduce(totals))
+
+    def _backward_step(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> EpochResult:
+        """Loss and accuracy over the whole loader (each host evaluates all of it: no reduction)."""
+        model = self.eval_model or self.model
+        model.eval()
+        totals = torch.zeros(3, dtype=torch.float64)
+        for batch in loader:
+            if self.should_stop():
+                raise Interrupted("stop requested during evaluation")
+            inputs, labels = (t.to(self.device) for t in batch)
+            with self.autocast():
+                outputs = model(inputs)
+                loss = self.criterion(outputs, labels)
+            totals += _batch_totals(loss, outputs, labels)
+        return _result(totals)
+
+
+def _batch_totals(loss: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    count = labels.numel()
+    correct = (outputs.argmax(dim=1) == labels).sum().item()
+    return torch.tensor([loss.item() * count, correct, count], dtype=torch.float64)
+
+
+def _result(totals: torch.Tensor) -> EpochResult:
+    loss_sum, correct, count = totals.tolist()
+    count = max(count, 1)
+    return EpochResult(loss=loss_sum / count, acc=correct / count, count=int(count))
+
+
+def backbone(model: nn.Module) -> nn.Module:
+    """ResNet up to global pooling, flattened: the 2048-d features the head consumes (shares modules)."""
+    return nn.Sequential(*list(model.children())[:-1], nn.Flatten(1))
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, loader: DataLoader, device: torch.device, should_stop: Callable[[], bool] = _never
+) -> TensorDataset:
+    """Run the frozen backbone once over loader; the head then trains on these features."""
+    features = backbone(model).eval()
+    chunks, labels = [], []
+    for inputs, targets in loader:
+        if should_stop():
+            raise Interrupted("stop requested during feature extraction")
+        chunks.append(features(inputs.to(device)).float().cpu())
+        labels.append(targets)
+    return TensorDataset(torch.cat(chunks), torch.cat(labels))

@@ -1,0 +1,108 @@
+"""Training hyperparameters: SageMaker's strings parsed and validated once into a typed object."""
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+FINE_TUNE_MODES = ("head", "last_stage", "all")
+# Keys SageMaker (SDK, HPO) adds on its own; they are not ours to validate.
+_PLATFORM_PREFIXES = ("sagemaker_", "_")
+
+Parser = Callable[[str], Any]
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None) -> tuple[Parser, str]:
+    """A parser for int/float within [low, high], and the description of what it accepts."""
+    bounds = f"{kind.__name__} in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+
+    def parse(raw: str) -> Any:
+        number = float(raw)
+        value = int(number) if kind is int and number.is_integer() else kind(raw)
+        if not math.isfinite(number) or (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(raw)
+        return value
+
+    return parse, bounds
+
+
+def _choice(options: tuple[str, ...]) -> tuple[Parser, str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(raw)
+        return raw.lower()
+
+    return parse, "one of " + ", ".join(options)
+
+
+def _bool() -> tuple[Parser, str]:
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+    def parse(raw: str) -> bool:
+        return words[raw.lower()]
+
+    return parse, "true or false"
+
+
+def _hp(default: Any, spec: tuple[Parser, str], help_text: str) -> Any:
+    return field(default=default, metadata={"parse": spec[0], "allowed": spec[1], "help": help_text})
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Every hyperparameter the training job understands, with its default."""
+
+    epochs: int = _hp(10, _number(int, 1, 10_000), "passes over the training data")
+    lr: float = _hp(1e-3, _number(float, 1e-8, 10.0), "learning rate")
+    batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per host)")
+    optimizer: str = _hp("adam", _choice(OPTIMIZERS), "optimizer")
+    weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty / decoupled decay (adamw)")
+    momentum: float = _hp(0.9, _number(float, 0.0, 1.0), "SGD momentum")
+    image_size: int = _hp(224, _number(int, 32, 1024), "crop size fed to the network")
+    augment: bool = _hp(True, _bool(), "random crop/flip/colour jitter on training images")
+    pretrained: bool = _hp(True, _bool(), "start from ImageNet weights (image cache or 'pretrained' channel)")
+    fine_tune: str = _hp("head", _choice(FINE_TUNE_MODES), "which parameters train")
+    hidden_units: int = _hp(256, _number(int, 0, 65_536), "head hidden layer width (0: linear head)")
+    dropout: float = _hp(0.3, _number(float, 0.0, 0.95), "head dropout")
+    seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
+    num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes")
+    train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")
+    max_train_images: int = _hp(0, _number(int, 0), "cap on training images (0: no cap)")
+    cache_features: bool = _hp(True, _bool(), "fine_tune=head, augment=false: run the backbone once")
+    threads: int = _hp(0, _number(int, 0, 1024), "torch intra-op threads (0: cores / processes)")
+    profile: bool = _hp(False, _bool(), "record a torch.profiler trace of a few steps in output/data/")
+
+    @classmethod
+    def from_strings(cls, raw: Mapping[str, str]) -> "Hyperparameters":
+        """Parse SageMaker's hyperparameters.json values; UserError names key, value and what is allowed."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, text in raw.items():
+            if key not in known:
+                if not key.startswith(_PLATFORM_PREFIXES):
+                    log.warning("ignoring unknown hyperparameter %s=%r (known: %s)", key, text, ", ".join(known))
+                continue
+            values[key] = _parse_one(known[key], text)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_one(spec: dataclasses.Field, text: str) -> Any:
+    # The SageMaker SDK JSON-encodes some values ("\"adam\""); accept both forms.
+    cleaned = str(text).strip().strip('"').strip()
+    try:
+        return spec.metadata["parse"](cleaned)
+    except (ValueError, KeyError, OverflowError):
+        raise UserError(
+            f"hyperparameter {spec.name}={text!r} is invalid: expected {spec.metadata['allowed']} "
+            f"({spec.metadata['help']}; default {spec.default!r})"
+        ) from None

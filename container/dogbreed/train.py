@@ -1,0 +1,295 @@
+"""SageMaker's training contract: env → hyperparameters → data → model → loop → artifacts, one error boundary."""
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from . import data, metrics, reporting
+from .checkpoint import Checkpoint, load_latest, save_checkpoint, stop_on_sigterm
+from .debugger import NullHook, create_hook, profiled_steps
+from .distributed import Cluster, choose_threads, cluster
+from .engine import EpochResult, Interrupted, Loop, extract_features
+from .errors import UserError
+from .hyperparams import Hyperparameters
+from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
+from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
+from .sm_env import Paths, TrainingEnv, paths_from_environ
+
+log = logging.getLogger(__name__)
+
+PRETRAINED_CHANNEL = "pretrained"
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 1, 2, 143  # 143 = 128 + SIGTERM
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    """Run one training job; the only place that turns failures into output/failure and an exit code."""
+    configure_logging()
+    paths = paths_from_environ(environ)
+    try:
+        run(environ)
+    except Interrupted as exc:
+        return _fail(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
+    except UserError as exc:
+        return _fail(paths, str(exc), EXIT_USER_ERROR)
+    except Exception as exc:  # the error boundary: anything else is our bug
+        log.error("internal error:\n%s", traceback.format_exc())
+        cause = f"{type(exc).__name__}: {exc}"
+        return _fail(paths, f"internal error in training ({cause}); traceback in the job log", EXIT_INTERNAL_ERROR)
+    return 0
+
+
+def run(environ: Mapping[str, str]) -> None:
+    """The job, step by step."""
+    env = TrainingEnv.from_environ(environ)
+    hps = Hyperparameters.from_strings(env.hyperparameters)
+    log.info("hyperparameters: %s", hps.as_dict())
+    with cluster(env, environ) as node, stop_on_sigterm() as stop:
+        torch.manual_seed(hps.seed)
+        torch.set_num_threads(choose_threads(hps.threads))
+        splits = data.load_splits(data.find_splits(env.channels))
+        head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
+        model = build_model(head)
+        load_pretrained(model, env, hps)
+        trainable = freeze(model, hps.fine_tune)
+        should_stop = (lambda: node.any(stop())) if node.distributed else stop
+        job = Job(env, hps, node, model.to(node.device), head, splits.class_names, should_stop)
+        job.train(splits, trainable)
+
+
+def configure_logging() -> None:
+    """INFO lines (metric lines included) to stdout, where SageMaker's metric regexes read them."""
+    package = logging.getLogger(__package__)
+    package.setLevel(logging.INFO)
+    if not package.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+
+
+def _fail(paths: Paths, message: str, code: int) -> int:
+    """Write output/failure (SageMaker shows its first 1024 characters as FailureReason)."""
+    log.error("training failed: %s", message)
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    paths.failure_file.write_text(message + "\n")
+    return code
+
+
+def pretrained_weights_file(env: TrainingEnv) -> Path:
+    """The state_dict to start from: a file in the 'pretrained' channel, else the image's ImageNet cache."""
+    channel = env.channels.get(PRETRAINED_CHANNEL)
+    if channel is not None:
+        files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+        if len(files) != 1:
+            raise UserError(
+                f"the '{PRETRAINED_CHANNEL}' channel at {channel} must hold exactly one ResNet50 state_dict file "
+                f"({', '.join(WEIGHT_SUFFIXES)}); found {[str(f) for f in files] or 'none'}"
+            )
+        return files[0]
+    cached = cached_imagenet_weights_path()
+    if not cached.is_file():
+        raise UserError(
+            f"pretrained=true but no ResNet50 weights were found: not in the image's cache ({cached}; build the image "
+            f"with PRETRAINED_WEIGHTS=imagenet) and no '{PRETRAINED_CHANNEL}' channel. Add a '{PRETRAINED_CHANNEL}' "
+            "channel holding a ResNet50 state_dict (.pt/.pth), or set pretrained=false to train from random init"
+        )
+    return cached
+
+
+def load_pretrained(model: nn.Module, env: TrainingEnv, hps: Hyperparameters) -> None:
+    if hps.pretrained:
+        load_backbone(model, pretrained_weights_file(env))
+    else:
+        log.info("pretrained=false: backbone starts from random initialisation")
+
+
+def freeze(model: nn.Module, fine_tune: str) -> list[nn.Module]:
+    """Freeze all but the modules fine_tune trains (head; + ResNet's last stage; all); returns those."""
+    trainable = {"head": [model.fc], "last_stage": [model.layer4, model.fc], "all": [model]}[fine_tune]
+    model.requires_grad_(False)
+    for module in trainable:
+        module.requires_grad_(True)
+    return trainable
+
+
+def make_optimizer(hps: Hyperparameters, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if hps.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hps.lr, momentum=hps.momentum, weight_decay=hps.weight_decay)
+    kind = torch.optim.AdamW if hps.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=hps.lr, weight_decay=hps.weight_decay)
+
+
+@dataclass
+class Loaders:
+    """The data one run iterates, and the module that consumes it (the whole model, or the head on features)."""
+
+    train: DataLoader
+    valid: DataLoader
+    test: DataLoader | None
+    module: nn.Module
+    train_modules: list[nn.Module]
+
+
+@dataclass
+class Job:
+    """One training job's fixed inputs; train() runs it from data to artifacts."""
+
+    env: TrainingEnv
+    hps: Hyperparameters
+    node: Cluster
+    model: nn.Module
+    head: HeadConfig
+    class_names: list[str]
+    should_stop: Callable[[], bool]
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig(image_size=self.hps.image_size)
+
+    @property
+    def signature(self) -> dict:
+        return {"class_names": self.class_names, "head": asdict(self.head), "fine_tune": self.hps.fine_tune}
+
+    def train(self, splits: data.Splits, trainable: list[nn.Module]) -> None:
+        loaders = self.loaders(splits, trainable)
+        resumed = self.node.broadcast(load_latest(self.checkpoint_dir, self.signature) if self.node.is_master else None)
+        loop = self.make_loop(loaders, resumed)
+        hook = create_hook(self.env.debughook_config, loaders.module, loop.criterion)
+        try:
+            history = self.fit(loop, loaders, hook, resumed)
+            final = self.finish(loop, loaders, hook, history)
+        finally:
+            hook.close()
+        if self.node.is_master:
+            save_artifact(
+                self.env.paths.model_dir,
+                self.model,
+                class_names=self.class_names,
+                head=self.head,
+                preprocess=self.preprocess,
+                metrics=final,
+            )
+            reporting.write_reports(self.env.paths.output_data_dir, history, final)
+            log.info("model written to %s", self.env.paths.model_dir)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.env.checkpoint_dir or self.env.paths.default_checkpoint_dir
+
+    def loaders(self, splits: data.Splits, trainable: list[nn.Module]) -> Loaders:
+        """Transforms and loaders; head-only training without augmentation runs the backbone just once."""
+        hps = self.hps
+        train_set = data.subset(
+            splits.train, fraction=hps.train_fraction, limit=hps.max_train_images, seed=hps.seed
+        ).with_transform(ClassificationPresetTrain(config=self.preprocess, augment=hps.augment))
+        evaluate = ClassificationPresetEval(config=self.preprocess)
+        sets: dict[str, Dataset | None] = {
+            "train": train_set,
+            "valid": splits.valid.with_transform(evaluate),
+            "test": splits.test.with_transform(evaluate) if splits.test else None,
+        }
+        module, train_modules = self.model, trainable
+        if hps.cache_features and hps.fine_tune == "head" and not hps.augment:
+            log.info("fine_tune=head, augment=false: computing backbone features once (cache_features=true)")
+            sets = {name: self.features(dataset) if dataset else None for name, dataset in sets.items()}
+            module, train_modules = self.model.fc, [self.model.fc]
+        return Loaders(
+            train=self.loader(sets["train"], train=True),
+            valid=self.loader(sets["valid"], train=False),
+            test=self.loader(sets["test"], train=False) if sets["test"] else None,
+            module=module,
+            train_modules=train_modules,
+        )
+
+    def loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
+        shard = self.node.shard if train else None  # every host evaluates the whole validation/test set
+        return data.make_loader(
+            dataset,
+            batch_size=self.hps.batch_size,
+            train=train,
+            shard=shard,
+            seed=self.hps.seed,
+            num_workers=self.hps.num_workers,
+        )
+
+    def features(self, dataset: Dataset) -> Dataset:
+        return extract_features(self.model, self.loader(dataset, train=False), self.node.device, self.should_stop)
+
+    def make_loop(self, loaders: Loaders, resumed: Checkpoint | None) -> Loop:
+        if resumed is not None:
+            self.model.load_state_dict(resumed.model)
+        module = loaders.module
+        trained = DistributedDataParallel(module) if self.node.distributed else module
+        optimizer = make_optimizer(self.hps, [p for p in self.model.parameters() if p.requires_grad])
+        if resumed is not None:
+            optimizer.load_state_dict(resumed.optimizer)
+        scaler = torch.amp.GradScaler("cuda") if self.node.device.type == "cuda" else None
+        return Loop(
+            model=trained,
+            criterion=nn.CrossEntropyLoss(),
+            optimizer=optimizer,
+            device=self.node.device,
+            train_modules=loaders.train_modules,
+            eval_model=module,
+            should_stop=self.should_stop,
+            reduce=self.node.sum,
+            scaler=scaler,
+        )
+
+    def fit(self, loop: Loop, loaders: Loaders, hook: NullHook, resumed: Checkpoint | None) -> list[dict]:
+        """Epochs from the checkpoint's next one; a checkpoint after each; on SIGTERM, one more, then stop."""
+        history = list(resumed.history) if resumed else []
+        start = resumed.epochs_done if resumed else 0
+        for epoch in range(start + 1, self.hps.epochs + 1):
+            try:
+                row = self.epoch(loop, loaders, hook, epoch, profile=self.hps.profile and epoch == start + 1)
+            except Interrupted:
+                self.checkpoint(loop, history)
+                raise Interrupted(f"checkpoint saved after {len(history)} complete epoch(s); rerun to resume") from None
+            history.append(row)
+            self.checkpoint(loop, history)
+        return history
+
+    def epoch(self, loop: Loop, loaders: Loaders, hook: NullHook, epoch: int, *, profile: bool) -> dict:
+        if isinstance(loaders.train.sampler, DistributedSampler):
+            loaders.train.sampler.set_epoch(epoch)
+        hook.train()
+        with profiled_steps(profile, self.env.paths.output_data_dir / "profile") as step:
+            trained = loop.train_epoch(loaders.train, step)
+        hook.eval()
+        valid = loop.evaluate(loaders.valid)
+        values = {"train_loss": trained.loss, "train_acc": trained.acc}
+        values.update(valid_loss=valid.loss, valid_acc=valid.acc)
+        log.info(metrics.epoch_line(epoch, values))
+        return {"epoch": epoch, **values}
+
+    def checkpoint(self, loop: Loop, history: list[dict]) -> None:
+        if self.node.is_master:
+            state = Checkpoint(
+                epochs_done=len(history),
+                model=self.model.state_dict(),
+                optimizer=loop.optimizer.state_dict(),
+                history=history,
+                signature=self.signature,
+            )
+            save_checkpoint(self.checkpoint_dir, state)
+
+    def finish(self, loop: Loop, loaders: Loaders, hook: NullHook, history: list[dict]) -> dict:
+        """Final metrics: the last epoch's validation figures, and the test split's when there is one."""
+        final = {key: history[-1][key] for key in ("valid_loss", "valid_acc")}
+        final["epochs"] = len(history)
+        if loaders.test is not None:
+            hook.eval()
+            tested: EpochResult = loop.evaluate(loaders.test)
+            final.update(test_loss=tested.loss, test_acc=tested.acc)
+            log.info(metrics.test_line({"test_loss": tested.loss, "test_acc": tested.acc}))
+        return final

@@ -1,0 +1,46 @@
+"""Hyperparameters arrive as strings from SageMaker and are validated once, naming key, value and what is allowed."""
+
+import pytest
+
+from dogbreed.errors import UserError
+from dogbreed.hyperparams import Hyperparameters
+
+
+def test_defaults_match_the_documented_contract():
+    hps = Hyperparameters.from_strings({})
+    assert (hps.epochs, hps.image_size, hps.optimizer, hps.fine_tune) == (10, 224, "adam", "head")
+    assert hps.pretrained is True and hps.augment is True
+
+
+def test_strings_are_typed_and_platform_keys_ignored():
+    raw = {
+        "epochs": "3",
+        "lr": "0.01",
+        "optimizer": '"SGD"',  # the SageMaker SDK JSON-encodes some values
+        "augment": "False",
+        "fine_tune": "last_stage",
+        "sagemaker_program": "train.py",
+        "_tuning_objective_metric": "valid_acc",
+    }
+    hps = Hyperparameters.from_strings(raw)
+    assert (hps.epochs, hps.lr, hps.optimizer, hps.augment, hps.fine_tune) == (3, 0.01, "sgd", False, "last_stage")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("epochs", "0", "int in [1"),
+        ("epochs", "2.5", "int in [1"),
+        ("lr", "fast", "float in"),
+        ("lr", "nan", "float in"),
+        ("optimizer", "rmsprop", "one of adam, adamw, sgd"),
+        ("fine_tune", "everything", "one of head, last_stage, all"),
+        ("augment", "maybe", "true or false"),
+        ("dropout", "1.5", "float in [0.0, 0.95]"),
+    ],
+)
+def test_bad_value_names_key_value_and_allowed(key, value, allowed):
+    with pytest.raises(UserError) as info:
+        Hyperparameters.from_strings({key: value})
+    message = str(info.value)
+    assert f"{key}={value!r}" in message and allowed in message

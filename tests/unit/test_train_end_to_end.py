@@ -1,0 +1,111 @@
+"""A real training run from random init: accuracy, artifacts, reports, metric regexes, reload in a fresh process."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from train_support import REPO, run_train, write_tree
+
+from dogbreed.metrics import METRIC_DEFINITIONS
+from dogbreed.model import load_artifact
+from dogbreed.presets import ClassificationPresetEval
+
+HYPERPARAMETERS = {
+    "epochs": "6",
+    "fine_tune": "all",
+    "augment": "false",
+    "lr": "0.001",
+    "image_size": "32",
+    "num_workers": "0",
+    "batch_size": "8",
+    "pretrained": "false",
+    "threads": "2",
+    "sagemaker_region": '"us-east-1"',
+}
+
+PREDICT = """
+import json, sys
+from pathlib import Path
+import torch
+from PIL import Image
+from dogbreed.model import load_artifact
+from dogbreed.presets import ClassificationPresetEval
+artifact = load_artifact(Path(sys.argv[1]))
+transform = ClassificationPresetEval(config=artifact.preprocess)
+batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in sys.argv[2:]])
+with torch.inference_mode():
+    print(json.dumps([artifact.class_names[i] for i in artifact.model(batch).argmax(1).tolist()]))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = write_tree(tmp_path_factory.mktemp("e2e") / "opt_ml", HYPERPARAMETERS, layout="channels")
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base, result.stdout
+
+
+def metric_values(log: str) -> dict[str, list[float]]:
+    """What SageMaker would extract from the log with our MetricDefinitions."""
+    return {d["Name"]: [float(v) for v in re.findall(d["Regex"], log)] for d in METRIC_DEFINITIONS}
+
+
+def test_random_init_reaches_80_percent_validation_accuracy(trained):
+    _, log = trained
+    values = metric_values(log)
+    assert values["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert len(values["valid_acc"]) == 6 and len(values["train_loss"]) == 6
+    assert values["valid_acc"][-1] >= 0.8, log
+    assert len(values["test_acc"]) == 1 and values["test_acc"][0] >= 0.8
+
+
+def test_metric_regexes_match_each_real_epoch_line(trained):
+    _, log = trained
+    lines = [line for line in log.splitlines() if re.search(r"\bepoch=\d", line)]
+    assert len(lines) == 6
+    for line in lines:
+        for definition in METRIC_DEFINITIONS:
+            if not definition["Name"].startswith("test_"):
+                assert re.search(definition["Regex"], line), (definition, line)
+    final = [line for line in log.splitlines() if "test_acc=" in line]
+    assert len(final) == 1 and re.search(METRIC_DEFINITIONS[0]["Regex"], final[0]) is None
+
+
+def test_artifact_reports_and_checkpoints(trained):
+    base, _ = trained
+    config = json.loads((base / "model" / "model_config.json").read_text())
+    assert config["class_names"][0] == "001.Affenpinscher" and len(config["class_names"]) == 4
+    assert config["preprocess"]["image_size"] == 32 and config["metrics"]["valid_acc"] >= 0.8
+    assert isinstance(torch.load(base / "model" / "model.pt", weights_only=True), dict)
+    report = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert [row["epoch"] for row in report["epochs"]] == [1, 2, 3, 4, 5, 6] and "test_acc" in report["final"]
+    assert (base / "output" / "data" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (base / "output" / "data" / "metrics.csv").read_text().startswith("epoch,train_loss")
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["checkpoint-0005.pt", "checkpoint-0006.pt"]
+    assert not (base / "output" / "failure").exists()
+
+
+def test_artifact_reloads_in_a_fresh_process_with_the_same_predictions(trained):
+    base, _ = trained
+    images = sorted((base / "input" / "data" / "test").rglob("*.jpg"))
+    fresh = subprocess.run(
+        [sys.executable, "-c", PREDICT, str(base / "model"), *map(str, images)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "container")},
+    )
+    artifact = load_artifact(base / "model")
+    transform = ClassificationPresetEval(config=artifact.preprocess)
+    from PIL import Image
+
+    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
+    with torch.inference_mode():
+        here = [artifact.class_names[i] for i in artifact.model(batch).argmax(1).tolist()]
+    assert json.loads(fresh.stdout) == here
+    truth = [p.parent.name for p in images]
+    assert sum(a == b for a, b in zip(here, truth, strict=True)) / len(truth) >= 0.8
