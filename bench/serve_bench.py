@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""Serving benchmark: the real server vs the model's raw forward limit vs a naive server, in one run.
+
+Usage: .venv/bin/python bench/serve_bench.py [--images 256] [--seconds 10] [--concurrency 1,4,16]
+                                             [--model-dir DIR] [--photos DIR] [--server-env K=V ...]
+
+On the same ResNet50 (133 classes, 224 px; ImageNet backbone when its weights are cached, else random
+init) and the same JPEG photos (~500x375; real photos shipped with installed packages, re-cropped, or
+your own with --photos), it measures:
+  limit      best in-process forward throughput (no HTTP, no decode) over fp32 / channels_last / bf16
+  serve      the real launcher (container/bin/serve, as in the image) driven by concurrent keep-alive
+             clients at each concurrency: throughput and p50/p95/p99 latency
+  naive      bench/naive_server.py (Flask + Pillow + torchvision + fp32 eager, batch 1) on gunicorn
+  agreement  the server's answers for every photo vs exact fp32 on the same preprocessing
+and prints, last, one line of ratios:
+  serve_vs_limit=… serve_vs_naive=… p50_c1_ms=… p50_c1_vs_decode_forward=… top1_agreement_vs_fp32=… max_prob_diff=…
+Clients run on the same machine as the server, so they take some of its CPU: the ratios are conservative.
+"""
+
+import argparse
+import http.client
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "container"), str(REPO)]
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact  # noqa: E402
+from dogbreed.presets import PreprocessConfig  # noqa: E402
+from dogbreed.serving import codecs, machine  # noqa: E402
+from dogbreed.serving.predictor import Predictor, PredictorConfig  # noqa: E402
+
+NUM_CLASSES = 133
+PHOTO_SIZE = (500, 375)
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "brick.png",
+                  "grass.png", "gravel.png", "camera.png")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def real_photo_sources(photos_dir: Path | None) -> list[Image.Image]:
+    """Real photographs: --photos, else those shipped inside installed packages (matplotlib, scikit-image)."""
+    if photos_dir:
+        paths = sorted(p for p in photos_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    else:
+        import matplotlib
+
+        paths = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
+        try:
+            import skimage
+
+            data = Path(skimage.__file__).parent / "data"
+            paths += [data / n for n in SKIMAGE_PHOTOS]
+        except ImportError:
+            pass
+    return [Image.open(p).convert("RGB") for p in paths if p.is_file()]
+
+
+def make_photos(count: int, photos_dir: Path | None, seed: int = 0) -> list[bytes]:
+    """count JPEGs of ~500x375: random crops, flips and exposure of real photos, JPEG quality 80-95."""
+    rng = np.random.default_rng(seed)
+    sources = real_photo_sources(photos_dir)
+    if not sources:
+        raise SystemExit("no real photos found: pass --photos DIR")
+    photos = []
+    for _ in range(count):
+        source = sources[rng.integers(len(sources))]
+        width, height = source.size
+        scale = rng.uniform(0.55, 1.0)
+        crop_w, crop_h = int(min(width, height * 4 / 3) * scale), int(min(height, width * 3 / 4) * scale)
+        left, top = rng.integers(0, width - crop_w + 1), rng.integers(0, height - crop_h + 1)
+        image = source.crop((left, top, left + crop_w, top + crop_h)).resize(PHOTO_SIZE, Image.BICUBIC)
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        gain = rng.uniform(0.8, 1.2)
+        image = Image.eval(image, lambda v, g=gain: min(255, int(v * g)))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=int(rng.integers(80, 96)))
+        photos.append(buffer.getvalue())
+    return photos
+
+
+def make_model_dir(root: Path, photos: list[bytes], seed: int = 0) -> tuple[Path, str]:
+    """A stand-in for a trained model whose answers depend on the photo (else agreement means nothing):
+    ImageNet backbone when cached, else random init with BatchNorm statistics recalibrated on the photos;
+    the random head is scaled so logits spread like a confident classifier's (std 4)."""
+    torch.manual_seed(seed)
+    model = build_model(HeadConfig(num_classes=NUM_CLASSES))
+    weights = cached_imagenet_weights_path()
+    preprocess = PreprocessConfig()
+    batch = _photo_batch(photos[:64], preprocess)
+    if weights.is_file():
+        load_backbone(model, weights)
+        backbone = "ImageNet backbone, random head"
+    else:
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        with torch.no_grad():
+            for chunk in batch.split(16):
+                model(chunk)
+        backbone = "random init, BatchNorm recalibrated on the photos, random head"
+    model.eval()
+    with torch.no_grad():
+        spread = model(batch).std().item()
+        model.fc[-1].weight.mul_(4 / spread)
+        model.fc[-1].bias.mul_(4 / spread)
+    names = [f"{i:03d}.breed_{i}" for i in range(1, NUM_CLASSES + 1)]
+    save_artifact(root / "model", model, class_names=names, head=HeadConfig(num_classes=NUM_CLASSES),
+                  preprocess=preprocess)  # fmt: skip
+    return root / "model", backbone
+
+
+def _photo_batch(photos: list[bytes], config: PreprocessConfig) -> torch.Tensor:
+    from dogbreed.presets import ClassificationPresetEval
+
+    transform = ClassificationPresetEval(config=config)
+    return torch.stack([transform(Image.open(io.BytesIO(b)).convert("RGB")) for b in photos])
+
+
+# ------------------------------------------------------------------------------ in-process figures
+
+
+def _rate(fn, batch: torch.Tensor, seconds: float) -> float:
+    fn(batch)
+    fn(batch)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        fn(batch)
+        done += len(batch)
+    return done / (time.perf_counter() - started)
+
+
+def raw_limit(model_dir: Path, batch_size: int, seconds: float) -> dict[str, float]:
+    """img/s of the bare model per variant at batch_size: no HTTP, no decode."""
+    from dogbreed.model import load_artifact
+
+    torch.set_num_threads(machine.usable_cpus())
+    model = load_artifact(model_dir).model
+    x = torch.randn(batch_size, 3, 224, 224)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    rates = {}
+    with torch.inference_mode():
+        rates["fp32"] = _rate(model, x, seconds)
+        model = model.to(memory_format=torch.channels_last)
+        rates["fp32_channels_last"] = _rate(model, cl, seconds)
+
+        def autocast(batch):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(batch)
+
+        if machine.describe().cpu_has_bf16:
+            rates["bf16_autocast_channels_last"] = _rate(autocast, cl, seconds)
+            pure = model.to(torch.bfloat16)
+            rates["bf16_weights_channels_last"] = _rate(pure, cl.to(torch.bfloat16), seconds)
+    return rates
+
+
+def decode_and_single_forward_ms(model_dir: Path, photos: list[bytes], precision: str) -> tuple[float, float, str]:
+    """Median decode+preprocess of one photo, and median batch-1 forward, on the server's own path."""
+    predictor = Predictor.load(model_dir, PredictorConfig(precision=precision, torch_threads=machine.usable_cpus()))
+    limits = codecs.DecodeLimits(max_pixels=40_000_000)
+    decode = []
+    for body in photos[:64]:
+        started = time.perf_counter()
+        tensor = predictor.preprocess([codecs.open_image(body, limits)])
+        decode.append(time.perf_counter() - started)
+    forward = []
+    for _ in range(20):
+        started = time.perf_counter()
+        predictor.forward(tensor)
+        forward.append(time.perf_counter() - started)
+    predictor.close()
+    return statistics.median(decode) * 1e3, statistics.median(forward) * 1e3, predictor.precision
+
+
+def fp32_reference(model_dir: Path, photos: list[bytes]) -> np.ndarray:
+    """Exact fp32 eager on training's eval preprocessing (full JPEG decode, no draft)."""
+    predictor = Predictor.load(model_dir, PredictorConfig(precision="fp32", jpeg_draft=False))
+    limits = codecs.DecodeLimits(max_pixels=40_000_000)
+    try:
+        chunks = [photos[i : i + 16] for i in range(0, len(photos), 16)]
+        return np.concatenate([predictor.predict([codecs.open_image(b, limits) for b in chunk]) for chunk in chunks])
+    finally:
+        predictor.close()
+
+
+# ------------------------------------------------------------------------------------------ HTTP
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _ping(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not come up; log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def _ping(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def _client(port, photos, offset, stop_at, latencies):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    index = offset
+    while time.perf_counter() < stop_at:
+        started = time.perf_counter()
+        conn.request("POST", "/invocations", photos[index % len(photos)], {"Content-Type": "image/jpeg"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        latencies.append(time.perf_counter() - started)
+        index += 1
+    conn.close()
+
+
+def drive(port: int, photos: list[bytes], concurrency: int, seconds: float) -> dict:
+    """Concurrent keep-alive clients for `seconds` (after 2 s of warm-up): throughput and latency percentiles."""
+    for measured in (False, True):
+        latencies: list[float] = []
+        started = time.perf_counter()
+        stop_at = started + (seconds if measured else 2.0)
+        threads = [
+            threading.Thread(target=_client, args=(port, photos, i * len(photos) // concurrency, stop_at, latencies))
+            for i in range(concurrency)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    p50, p95, p99 = np.percentile(np.asarray(latencies) * 1e3, [50, 95, 99])
+    return {"concurrency": concurrency, "img_s": len(latencies) / elapsed, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+
+
+def all_answers(port: int, photos: list[bytes]) -> np.ndarray:
+    answers: dict[int, bytes] = {}
+    for i, body in enumerate(photos):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
+        answers[i] = conn.getresponse().read()
+        conn.close()
+    return np.asarray([json.loads(answers[i])[0] for i in range(len(photos))])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_runs(base: Path, photos, levels, seconds, extra_env) -> tuple[list[dict], np.ndarray]:
+    port = _free_port()
+    env = {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "PYTHONPATH": str(REPO / "container"), **extra_env}  # fmt: skip
+    with server([sys.executable, str(REPO / "container" / "bin" / "serve")], env, port, base / "serve.log"):
+        runs = [drive(port, photos, c, seconds) for c in levels]
+        answers = all_answers(port, photos)
+    return runs, answers
+
+
+def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
+    port = _free_port()
+    env = {
+        "MODEL_DIR": str(base / "model"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), str(REPO / "container")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        "1",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "300",
+        "naive_server:app",
+    ]
+    with server(command, env, port, base / "naive.log"):
+        return [drive(port, photos, c, seconds) for c in levels]
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def _table(title: str, runs: list[dict]) -> None:
+    print(f"{title:<8} conc  img/s   p50 ms   p95 ms   p99 ms")
+    for r in runs:
+        latency = " ".join(f"{r[k]:>8.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+        print(f"{'':<8} {r['concurrency']:>4} {r['img_s']:>6.1f} {latency}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256, help="distinct photos (default 256; agreement uses all)")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per concurrency level")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts (default 1,4,16)")
+    parser.add_argument("--model-dir", type=Path, help="serve this artifact instead of a generated one")
+    parser.add_argument("--photos", type=Path, help="a folder of real .jpg/.png photos to re-crop")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="K=V", help="extra env for the real server")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+
+    with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
+        base = Path(tmp)
+        photos = make_photos(args.images, args.photos)
+        if args.model_dir:
+            (base / "model").symlink_to(args.model_dir.resolve())
+            backbone = "given artifact"
+        else:
+            _, backbone = make_model_dir(base, photos)
+        host = machine.describe()
+        size_kib = statistics.median(map(len, photos)) / 1024
+        print(f"machine: {host.cpus} cores, {host.memory_bytes / 1024**3:.0f} GiB, bf16 CPU: {host.cpu_has_bf16}, "
+              f"torch {torch.__version__}; model: ResNet50 {NUM_CLASSES} classes, {backbone}; "
+              f"{len(photos)} JPEGs {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, median {size_kib:.0f} KiB")  # fmt: skip
+
+        limits = raw_limit(base / "model", batch_size=16, seconds=4)
+        limit = max(limits.values())
+        print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in limits.items()) + " img/s (batch 16)")
+        decode_ms, forward_ms, precision = decode_and_single_forward_ms(
+            base / "model", photos, extra_env.get("DOGBREED_PRECISION", "fp32")
+        )
+        print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
+        reference = fp32_reference(base / "model", photos)
+
+        serve, answers = serve_runs(base, photos, levels, args.seconds, extra_env)
+        _table("serve", serve)
+        naive = naive_runs(base, photos, [levels[0], levels[-1]], args.seconds)
+        _table("naive", naive)
+
+    agreement = float((answers.argmax(1) == reference.argmax(1)).mean())
+    print(f"agreement over {len(photos)} photos: fp32 predicts {len(set(reference.argmax(1)))} distinct classes, "
+          f"median top-1 probability {np.median(reference.max(1)):.2f}")  # fmt: skip
+    max_diff = float(np.abs(answers - reference).max())
+    best, first = serve[-1], serve[0]
+    ratios = {
+        "serve_vs_limit": f"{best['img_s'] / limit:.2f}",
+        "serve_vs_naive": f"{best['img_s'] / naive[-1]['img_s']:.2f}",
+        "p50_c1_ms": f"{first['p50_ms']:.1f}",
+        "p50_c1_vs_decode_forward": f"{first['p50_ms'] / (decode_ms + forward_ms):.2f}",
+        "top1_agreement_vs_fp32": f"{agreement:.3f}",
+        "max_prob_diff": f"{max_diff:.4f}",
+        f"serve_c{best['concurrency']}_img_s": f"{best['img_s']:.1f}",
+        "limit_img_s": f"{limit:.1f}",
+    }
+    print(" ".join(f"{k}={v}" for k, v in ratios.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""`serve`: SageMaker's hosting contract on gunicorn, each worker holding one model and one batcher.
+
+Environment (SageMaker's names first, then ours):
+  SAGEMAKER_BIND_TO_PORT              port on 0.0.0.0 (default 8080)
+  SAGEMAKER_MODEL_SERVER_WORKERS      worker processes, each with a model copy (default: from cores and
+                                      memory, one worker per 4 cores, at least 1; 1 on a GPU host)
+  SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 60)
+  SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (default 6)
+  SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS  batch transform
+  DOGBREED_PRECISION                  fp32 (default, exact) | bf16 (channels_last + bf16 autocast, ~3x
+                                      faster on CPUs with AVX-512-BF16/AMX) | auto (bf16 where native).
+                                      bf16 stays opt-in until bench/serve_bench.py shows >= 99 % top-1
+                                      agreement with fp32 on a trained model.
+  DOGBREED_MAX_BATCH_SIZE             images per forward pass in dynamic batching (default 16)
+  DOGBREED_MAX_BATCH_DELAY_MS         longest wait for requests already arriving (default 5; 0: none)
+  DOGBREED_TORCH_THREADS              compute threads per worker (default cores // workers)
+  DOGBREED_HTTP_THREADS               concurrent requests per worker (default 2 x max batch size)
+  DOGBREED_MAX_IMAGE_PIXELS           largest image accepted, width x height (default 40 000 000)
+
+Workers load the model before they accept a connection. If it cannot be loaded the server still runs,
+logs the reason, and answers /ping and /invocations with 503 {"error": reason}. SIGTERM stops it
+gracefully: requests in flight are answered, within GRACEFUL_TIMEOUT_S (SageMaker kills after 30 s).
+"""
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gunicorn.app.base import BaseApplication
+
+from .errors import ArtifactError, UserError
+from .serving import machine
+from .sm_env import ServingEnv
+
+log = logging.getLogger("dogbreed.serve")
+
+CORES_PER_WORKER = 4  # beyond ~4 intra-op threads a batched ResNet50 forward scales worse than 2 workers
+WORKER_MEMORY_BYTES = 2 * 1024**3  # model + batch activations + decode buffers, with headroom
+GRACEFUL_TIMEOUT_S = 20
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    workers: int
+    torch_threads: int  # per worker; workers x torch_threads <= cores avoids oversubscription
+    http_threads: int  # per worker; concurrent requests that can share a batch
+
+
+def plan_server(env: ServingEnv, host: machine.Machine) -> ServerPlan:
+    """Size the server for the host: never one model copy per vCPU, never more compute threads than cores."""
+    if env.workers:
+        workers = env.workers
+    elif host.gpus:
+        workers = 1  # one process feeds the GPU; batching keeps it busy
+    else:
+        workers = max(1, min(host.cpus // CORES_PER_WORKER, host.memory_bytes // WORKER_MEMORY_BYTES))
+    torch_threads = env.torch_threads or max(1, host.cpus // workers)
+    if workers * torch_threads > host.cpus:
+        log.warning(
+            "%d workers x %d torch threads exceed %d cores: expect oversubscription (set DOGBREED_TORCH_THREADS)",
+            workers, torch_threads, host.cpus,
+        )  # fmt: skip
+    http_threads = env.http_threads or max(4, 2 * env.max_batch_size)
+    return ServerPlan(workers=workers, torch_threads=torch_threads, http_threads=http_threads)
+
+
+def gunicorn_options(env: ServingEnv, plan: ServerPlan) -> dict:
+    return {
+        "bind": f"0.0.0.0:{env.port}",
+        "workers": plan.workers,
+        "worker_class": "gthread",  # threads per worker, so concurrent requests can share a batch
+        "threads": plan.http_threads,
+        "timeout": env.timeout,  # gthread: worker heartbeat; request deadlines are the predictor's
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "keepalive": 5,
+        "preload_app": False,  # each worker loads its own model after fork (torch is not fork-safe)
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,  # heartbeats off overlayfs
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "dogbreed-serve",
+        "post_worker_init": lambda worker: log.info("worker %d ready", worker.pid),
+    }
+
+
+def load_wsgi_app(env: ServingEnv, plan: ServerPlan):
+    """Runs in each worker before it accepts traffic: the model, or a 503 app that says why not."""
+    from .serving.app import create_app
+
+    try:
+        from .serving.predictor import Predictor, PredictorConfig
+
+        config = PredictorConfig(
+            precision=env.precision,
+            max_batch_size=env.max_batch_size,
+            max_batch_delay_ms=env.max_batch_delay_ms,
+            torch_threads=plan.torch_threads,
+            timeout_s=env.timeout,
+        )
+        return create_app(Predictor.load(env.model_dir, config), env)
+    except ArtifactError as exc:
+        log.error("cannot serve: %s", exc)
+        return create_app(None, env, unavailable_reason=str(exc))
+    except Exception as exc:  # a bug or a resource problem: keep the traceback for the operator
+        log.exception("cannot serve: loading the model from %s failed", env.model_dir)
+        return create_app(None, env, unavailable_reason=f"loading the model failed: {exc!r}")
+
+
+def _import_model_stack() -> None:
+    """Import torch & co. once in the master: forked workers share the modules and boot in ~1 s.
+
+    Only imports: no tensor work happens before fork, so no OpenMP pool is inherited.
+    """
+    started = time.perf_counter()
+    import dogbreed.serving.predictor  # noqa: F401
+
+    log.info("model stack imported in %.1f s", time.perf_counter() - started)
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn as a library: options from the plan, the WSGI app built inside each worker."""
+
+    def __init__(self, options: dict, load: Callable[[], object]):
+        self._options, self._load = options, load
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self._load()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        env = ServingEnv.from_environ()
+    except UserError as exc:
+        log.error("cannot start the model server: %s", exc)
+        return 1
+    host = machine.describe()
+    plan = plan_server(env, host)
+    log.info(
+        "serving %s on port %d: %d worker(s) x %d torch threads, %d request threads each (%d cores, %.1f GiB)",
+        env.model_dir, env.port, plan.workers, plan.torch_threads, plan.http_threads, host.cpus,
+        host.memory_bytes / 1024**3,
+    )  # fmt: skip
+    _import_model_stack()
+    GunicornServer(gunicorn_options(env, plan), lambda: load_wsgi_app(env, plan)).run()
+    return 0

@@ -1,0 +1,1 @@
+"""Serving: codecs (content types), predictor (torch; load once, batch, predict), app (Flask routes)."""

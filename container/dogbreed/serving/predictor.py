@@ -1,0 +1,150 @@
+"""The model side of serving: load the artifact once, preprocess in the caller's thread, predict in batches.
+
+Never imports Flask: images in, an N x C array of class probabilities out. A request's undecodable
+image is a ServingError (400). Forward passes run only on the dynamic batcher's thread, so concurrent
+requests share them and one set of compute threads serves the worker.
+
+Precision, chosen at start-up: "fp32" is the exact eager model; "bf16" runs channels_last under bf16
+autocast (CPU with AVX-512-BF16/AMX, or a GPU); "auto" picks bf16 where the hardware runs it natively.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import PayloadTooLarge, ServingError
+from ..model import Artifact, load_artifact
+from ..presets import ClassificationPresetEval, decode_rgb
+from . import machine
+from .batching import DynamicBatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    precision: str = "fp32"  # fp32 (exact) | bf16 | auto (bf16 where the hardware runs it natively)
+    max_batch_size: int = 16
+    max_batch_delay_ms: float = 5
+    torch_threads: int | None = None  # intra-op threads of this process; None: torch's default
+    timeout_s: float = 60  # a request's inference deadline (503 after it)
+    jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
+
+
+def resolve_precision(requested: str, *, device: str, cpu_has_bf16: bool) -> str:
+    if requested not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision {requested!r}: expected auto, fp32 or bf16")
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16 and torch.backends.mkldnn.is_available() else "fp32"
+
+
+def _set_threads(count: int | None) -> None:
+    if not count:
+        return
+    torch.set_num_threads(count)
+    with suppress(RuntimeError):  # settable only before the first inter-op task; harmless afterwards
+        torch.set_num_interop_threads(1)
+
+
+class Predictor:
+    """Thread-safe: call predict() from any number of request threads."""
+
+    def __init__(self, artifact: Artifact, config: PredictorConfig = PredictorConfig(), *, cpu_has_bf16=None):
+        started = time.perf_counter()
+        _set_threads(config.torch_threads)
+        self.config = config
+        self.class_names = list(artifact.class_names)
+        self.preprocess_config = artifact.preprocess
+        self._transform = ClassificationPresetEval(config=artifact.preprocess)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if cpu_has_bf16 is None:
+            cpu_has_bf16 = machine.describe().cpu_has_bf16
+        self.precision = resolve_precision(config.precision, device=self.device, cpu_has_bf16=cpu_has_bf16)
+        self._memory_format = torch.channels_last if self.precision == "bf16" else torch.contiguous_format
+        self._model = artifact.model.eval().to(self.device, memory_format=self._memory_format)
+        self._batcher = DynamicBatcher(
+            self._run_batch,
+            max_batch_size=config.max_batch_size,
+            max_delay_s=config.max_batch_delay_ms / 1000,
+            on_start=lambda: _set_threads(config.torch_threads),
+            name="dogbreed-batcher",
+        )
+        self._warm_up()
+        log.info(
+            "predictor ready in %.1f s: %d classes, %s %s, input %d px, batch ≤ %d, %d torch threads",
+            time.perf_counter() - started, len(self.class_names), self.device, self.precision,
+            self.preprocess_config.image_size, config.max_batch_size, torch.get_num_threads(),
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, model_dir: Path, config: PredictorConfig = PredictorConfig()) -> "Predictor":
+        """Load the artifact training wrote; ArtifactError says what is missing or broken."""
+        return cls(load_artifact(model_dir), config)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def predict(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Class probabilities, float32 N x C, one row per image in order."""
+        with self._batcher.slot() as slot:
+            batch = self.preprocess(images)  # in the caller's thread, overlapping other forwards
+            future = slot.submit(batch, len(batch))
+        try:
+            return future.result(timeout=self.config.timeout_s)
+        except FutureTimeout:
+            raise ServingError(f"inference did not finish within {self.config.timeout_s:g} s", 503) from None
+
+    def preprocess(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """Decode and apply training's eval transform: N x 3 x S x S float32."""
+        return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
+
+    def _to_tensor(self, image: Image.Image | np.ndarray, index: int) -> torch.Tensor:
+        if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
+            pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+            return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
+        try:
+            rgb = decode_rgb(image, config=self.preprocess_config if self.config.jpeg_draft else None)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"image {index} refused as a decompression bomb: {exc}") from None
+        except Exception as exc:  # Pillow raises many types for corrupt or truncated data
+            raise ServingError(f"image {index} cannot be decoded ({type(exc).__name__}: {exc})") from None
+        return self._transform(rgb)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """Probabilities for preprocessed images, in chunks of at most max_batch_size."""
+        autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        outputs = []
+        for chunk in batch.split(self.config.max_batch_size):
+            x = chunk.to(self.device, memory_format=self._memory_format)
+            with autocast:
+                logits = self._model(x)
+            outputs.append(torch.softmax(logits.float(), dim=1).cpu())
+        return torch.cat(outputs).numpy()
+
+    def _run_batch(self, payloads: list[torch.Tensor]) -> list[np.ndarray]:
+        probabilities = self.forward(torch.cat(payloads))
+        return np.split(probabilities, np.cumsum([len(p) for p in payloads])[:-1])
+
+    def _warm_up(self) -> None:
+        """First forwards pick kernels; do them now, on the batcher's thread, before any traffic."""
+        size = self.preprocess_config.image_size
+        for n in sorted({1, self.config.max_batch_size}):
+            with self._batcher.slot() as slot:
+                future = slot.submit(torch.zeros(n, 3, size, size), n)
+            future.result()
+
+    def close(self) -> None:
+        self._batcher.close()

@@ -1,0 +1,215 @@
+"""The Flask app with a real Predictor on a small random-init ResNet50: every content type and error."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from serving_fixtures import (
+    CLASS_NAMES,
+    MIB,
+    REPO,
+    b64,
+    bad_requests,
+    instances,
+    jpeg,
+    npy,
+    padded_jpeg,
+    photo,
+    png,
+    write_artifact,
+)
+
+from dogbreed.model import load_artifact
+from dogbreed.serving.app import create_app
+from dogbreed.serving.predictor import Predictor, PredictorConfig
+from dogbreed.sm_env import ServingEnv
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_artifact(tmp_path_factory.mktemp("ml") / "model")
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    predictor = Predictor.load(model_dir, PredictorConfig(torch_threads=2))
+    yield predictor
+    predictor.close()
+
+
+@pytest.fixture(scope="module")
+def env(model_dir):
+    return ServingEnv(model_dir=model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor, env):
+    return create_app(predictor, env).test_client()
+
+
+def post(client, body: bytes, content_type: str | None, **headers):
+    if content_type:
+        headers["Content-Type"] = content_type
+    return client.post("/invocations", data=body, headers=headers)
+
+
+def test_ping_is_empty_200(client):
+    response = client.get("/ping")
+    assert response.status_code == 200
+    assert response.data == b""
+
+
+def test_execution_parameters_are_exactly_the_contract(model_dir):
+    env = ServingEnv.from_environ(
+        {"SAGEMAKER_BASE_DIR": str(model_dir.parent), "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+         "SAGEMAKER_BATCH_STRATEGY": "single_record", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3"}
+    )  # fmt: skip
+    response = create_app(None, env, unavailable_reason="x").test_client().get("/execution-parameters")
+    assert response.get_json() == {"MaxConcurrentTransforms": 3, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 20}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("image/jpeg", jpeg()),
+        ("image/png", png()),
+        ("application/x-image", jpeg()),
+        ("application/x-image", png()),
+        ("image/jpeg; charset=binary", jpeg()),
+        ("application/json", json.dumps({"image": b64(jpeg())}).encode()),
+        ("application/json", json.dumps([b64(jpeg())]).encode()),
+        ("application/json", json.dumps({"instances": [b64(jpeg())]}).encode()),
+        ("application/json", json.dumps({"image": "data:image/jpeg;base64," + b64(jpeg())}).encode()),
+        ("application/x-npy", npy(np.asarray(photo()))),
+    ],
+)
+def test_each_content_type_gives_one_probability_row(client, content_type, body):
+    response = post(client, body, content_type)
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/json"
+    probabilities = np.asarray(response.get_json())
+    assert probabilities.shape == (1, len(CLASS_NAMES))
+    assert probabilities.sum() == pytest.approx(1, abs=1e-4)
+
+
+def test_numpy_client_lines_give_the_predictors_class(client, predictor):
+    """Both lines users run on the JSON-deserialised response print the 1-based breed number."""
+    image = photo(2)
+    expected = int(np.argmax(predictor.predict([image])[0])) + 1
+    response = post(client, jpeg(2), "image/jpeg", Accept="application/json").get_json()
+    assert (np.argmax(response, 1) + 1).tolist() == [expected]
+    assert np.argmax(response[0]) + 1 == expected
+
+
+def test_rigged_artifact_wins_with_its_breed_number(tmp_path, env):
+    """A head rigged so that class index 2 always wins: both client lines print 3 (003.Airedale_terrier)."""
+    predictor = Predictor(load_artifact(write_artifact(tmp_path / "model", winner=2)), PredictorConfig())
+    try:
+        client = create_app(predictor, env).test_client()
+        response = post(client, jpeg(), "image/jpeg").get_json()
+        assert (np.argmax(response, 1) + 1).tolist() == [3]
+        assert np.argmax(response[0]) + 1 == 3
+        verbose = post(client, jpeg(), "image/jpeg", Accept="application/json;verbose=true").get_json()
+        assert verbose["predictions"][0]["label"] == "003.Airedale_terrier"
+        assert verbose["predictions"][0]["class"] == 3
+    finally:
+        predictor.close()
+
+
+def test_json_batch_equals_single_image_results(client):
+    images = [jpeg(i, seed=i) for i in range(5)]
+    batch = np.asarray(post(client, instances(*images), "application/json").get_json())
+    singles = np.asarray([post(client, image, "image/jpeg").get_json()[0] for image in images])
+    assert batch.shape == (5, len(CLASS_NAMES))
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    assert len({tuple(row.round(6)) for row in batch}) > 1  # the images really differ
+
+
+def test_npy_batch_equals_single_image_results(client):
+    arrays = np.stack([np.asarray(photo(i, seed=i)) for i in range(3)])
+    batch = np.asarray(post(client, npy(arrays), "application/x-npy").get_json())
+    singles = np.asarray([post(client, npy(a), "application/x-npy").get_json()[0] for a in arrays])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+
+
+def test_labelled_form_by_accept_or_custom_attributes(client):
+    plain = post(client, jpeg(), "image/jpeg").get_json()[0]
+    by_accept = post(client, jpeg(), "image/jpeg", Accept="application/json;verbose=true").get_json()
+    by_attribute = post(
+        client, jpeg(), "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes": "top_k=2", "X-Extra": "ignored"}
+    ).get_json()
+    best = int(np.argmax(plain))
+    for response, k in ((by_accept, len(CLASS_NAMES)), (by_attribute, 2)):
+        (prediction,) = response["predictions"]
+        assert prediction["class"] == best + 1
+        assert prediction["label"] == CLASS_NAMES[best]
+        assert prediction["probability"] == pytest.approx(plain[best], abs=1e-6)
+        assert len(prediction["top_k"]) == k
+        probabilities = [entry["probability"] for entry in prediction["top_k"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_npy_response(client):
+    import io
+
+    response = post(client, instances(jpeg(), jpeg(1)), "application/json", Accept="application/x-npy")
+    assert response.mimetype == "application/x-npy"
+    array = np.load(io.BytesIO(response.data), allow_pickle=False)
+    assert array.shape == (2, len(CLASS_NAMES))
+    assert array.dtype == np.float32
+
+
+@pytest.mark.parametrize(("name", "headers", "body", "status"), bad_requests(), ids=[r[0] for r in bad_requests()])
+def test_bad_request_corpus(client, name, headers, body, status):
+    response = client.post("/invocations", data=body, headers=headers)
+    assert response.status_code == status, (name, response.get_json())
+    assert response.is_json and response.get_json()["error"]
+
+
+def test_payload_limit_5_9_mb_accepted_6_1_mb_refused(client):
+    assert post(client, padded_jpeg(int(5.9 * MIB)), "image/jpeg").status_code == 200
+    response = post(client, padded_jpeg(int(6.1 * MIB)), "image/jpeg")
+    assert response.status_code == 413
+    assert "limit" in response.get_json()["error"]
+
+
+def test_payload_limit_follows_sagemaker_max_payload(predictor, model_dir):
+    client = create_app(predictor, ServingEnv(model_dir=model_dir, max_payload_mb=1)).test_client()
+    assert post(client, padded_jpeg(int(1.1 * MIB)), "image/jpeg").status_code == 413
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert client.get("/nope").status_code == 404
+    response = client.get("/invocations")
+    assert response.status_code == 405
+    assert response.get_json()["error"]
+
+
+def test_unexpected_error_is_a_logged_500(env, caplog):
+    class Broken:
+        class_names = CLASS_NAMES
+
+        def predict(self, images):
+            raise RuntimeError("boom")
+
+    response = post(create_app(Broken(), env).test_client(), jpeg(), "image/jpeg")
+    assert response.status_code == 500
+    assert "RuntimeError" in response.get_json()["error"]
+    assert "Traceback" in caplog.text and "boom" in caplog.text
+
+
+def test_unavailable_model_answers_503_with_reason(env):
+    client = create_app(None, env, unavailable_reason="model.pt not found").test_client()
+    ping = client.get("/ping")
+    assert ping.status_code == 503
+    assert "model.pt not found" in ping.get_json()["error"]
+    assert post(client, jpeg(), "image/jpeg").status_code == 503
+
+
+def test_app_never_imports_torch_and_predictor_never_imports_flask():
+    app_side = "import sys, dogbreed.serving.app, dogbreed.serve; assert 'torch' not in sys.modules"
+    model_side = "import sys, dogbreed.serving.predictor; assert 'flask' not in sys.modules"
+    for code in (app_side, model_side):
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO / "container")

@@ -1,0 +1,81 @@
+"""The dynamic batcher: concurrent callers share batches, a lone caller never waits, errors reach callers."""
+
+import threading
+import time
+
+import pytest
+
+from dogbreed.serving.batching import DynamicBatcher
+
+
+def recording_batcher(max_batch_size=8, max_delay_s=0.2, fail=False):
+    batches = []
+
+    def run(payloads):
+        batches.append(list(payloads))
+        if fail:
+            raise ValueError("model broke")
+        return [p * 10 for p in payloads]
+
+    return DynamicBatcher(run, max_batch_size=max_batch_size, max_delay_s=max_delay_s), batches
+
+
+def call(batcher, value, prepare_s=0.0):
+    with batcher.slot() as slot:
+        time.sleep(prepare_s)  # e.g. decoding images in the caller's thread
+        future = slot.submit(value, 1)
+    return future.result(5)
+
+
+def test_lone_caller_does_not_wait_for_the_delay():
+    batcher, batches = recording_batcher(max_delay_s=2.0)
+    started = time.monotonic()
+    assert call(batcher, 3) == 30
+    assert time.monotonic() - started < 0.5
+    assert batches == [[3]]
+    batcher.close()
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_results():
+    batcher, batches = recording_batcher(max_batch_size=8, max_delay_s=0.5)
+    results = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, call(batcher, i, prepare_s=0.05))) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    assert results == {i: i * 10 for i in range(8)}
+    assert len(batches) < 8
+    assert all(len(batch) <= 8 for batch in batches)
+
+
+def test_batches_respect_max_size_and_oversized_jobs_run_alone():
+    batcher, batches = recording_batcher(max_batch_size=2, max_delay_s=0.0)
+    with batcher.slot() as a, batcher.slot() as b, batcher.slot() as c:
+        futures = [a.submit(1, 5), b.submit(2, 1), c.submit(3, 1)]
+    assert [f.result(5) for f in futures] == [10, 20, 30]
+    batcher.close()
+    assert [1] in batches  # size 5 > max 2: alone
+    assert all(len(batch) <= 2 for batch in batches if batch != [1])
+
+
+def test_errors_reach_every_caller_of_the_batch_and_the_thread_survives():
+    batcher, _ = recording_batcher(fail=True)
+    with pytest.raises(ValueError, match="model broke"):
+        call(batcher, 1)
+    with pytest.raises(ValueError, match="model broke"):
+        call(batcher, 2)
+    batcher.close()
+
+
+def test_a_caller_that_fails_before_submitting_releases_its_slot():
+    batcher, _ = recording_batcher(max_delay_s=5.0)
+    with pytest.raises(RuntimeError), batcher.slot():
+        raise RuntimeError("bad image")
+    started = time.monotonic()
+    assert call(batcher, 4) == 40  # nobody announced: no waiting for the abandoned slot
+    assert time.monotonic() - started < 1.0
+    batcher.close()

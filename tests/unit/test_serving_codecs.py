@@ -1,0 +1,104 @@
+"""Codecs without a model: request shapes, content negotiation, custom attributes, bomb guards."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from serving_fixtures import b64, jpeg, npy, photo, png_header_only
+
+from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
+from dogbreed.serving import codecs
+
+LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"instances": [{"b64": "A"}, {"b64": "B"}]},
+        {"instances": ["A", "B"]},
+        {"images": ["A", "B"]},
+        ["A", "B"],
+    ],
+)
+def test_json_shapes_keep_order(doc):
+    images = {"A": jpeg(0, size=(40, 30)), "B": jpeg(1, size=(50, 30))}
+    body = json.dumps(doc).replace('"A"', json.dumps(b64(images["A"]))).replace('"B"', json.dumps(b64(images["B"])))
+    decoded = codecs.decoder_for("application/json")(body.encode(), LIMITS)
+    assert [image.size for image in decoded] == [(40, 30), (50, 30)]
+
+
+def test_json_single_image_with_data_url_and_line_breaks():
+    text = b64(jpeg())
+    wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    (image,) = codecs.decode_json(json.dumps({"image": "data:image/jpeg;base64," + wrapped}).encode(), LIMITS)
+    assert image.format == "JPEG"
+
+
+def test_npy_batch_and_single():
+    arrays = np.stack([np.asarray(photo(i)) for i in range(3)])
+    assert len(codecs.decode_npy(npy(arrays), LIMITS)) == 3
+    (single,) = codecs.decode_npy(npy(arrays[0]), LIMITS)
+    assert single.shape == arrays[0].shape and single.dtype == np.uint8
+
+
+def test_content_type_parameters_and_case_are_ignored():
+    assert codecs.decoder_for("Image/JPEG; charset=binary") is codecs.decode_image
+    with pytest.raises(UnsupportedMediaType, match="text/plain"):
+        codecs.decoder_for("text/plain")
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    with pytest.raises(PayloadTooLarge, match="8000x6000"):
+        codecs.decode_image(png_header_only(8000, 6000), LIMITS)
+
+
+def test_pillow_bomb_warning_is_an_error():
+    codecs.guard_decompression_bombs()
+    # Above Pillow's own MAX_IMAGE_PIXELS (warning) but below its hard limit (error); our cap set higher.
+    pixels = Image.MAX_IMAGE_PIXELS + 1000
+    with pytest.raises(PayloadTooLarge, match="decompression bomb"):
+        codecs.decode_image(png_header_only(pixels // 10_000 + 1, 10_000), codecs.DecodeLimits(max_pixels=10**12))
+
+
+@pytest.mark.parametrize(
+    ("accept", "attributes", "expected"),
+    [
+        (None, None, codecs.ResponseFormat("application/json", None)),
+        ("*/*", None, codecs.ResponseFormat("application/json", None)),
+        ("application/json", "top_k=3", codecs.ResponseFormat("application/json", 3)),
+        ("application/json;verbose=true", None, codecs.ResponseFormat("application/json", 5)),
+        ("application/json", "verbose=true", codecs.ResponseFormat("application/json", 5)),
+        ("application/json", "top_k=500", codecs.ResponseFormat("application/json", 133)),
+        ("text/html, application/x-npy;q=0.9", None, codecs.ResponseFormat("application/x-npy", None)),
+        ("application/x-npy;q=0.5, application/json", None, codecs.ResponseFormat("application/json", None)),
+        ("application/json", "trace=abc; top_k=2, something-opaque", codecs.ResponseFormat("application/json", 2)),
+    ],
+)
+def test_negotiate(accept, attributes, expected):
+    assert codecs.negotiate(accept, attributes, 133) == expected
+
+
+def test_negotiate_refusals():
+    with pytest.raises(NotAcceptable, match="text/csv"):
+        codecs.negotiate("text/csv", None, 133)
+    with pytest.raises(NotAcceptable):
+        codecs.negotiate("application/json;q=0", None, 133)
+    with pytest.raises(ServingError, match="top_k"):
+        codecs.negotiate("application/json", "top_k=-1", 133)
+
+
+def test_breed_names():
+    assert codecs.breed_name("001.Affenpinscher") == "Affenpinscher"
+    assert codecs.breed_name("002.Afghan_hound") == "Afghan hound"
+    assert codecs.breed_name("poodle") == "poodle"
+
+
+def test_labelled_encoding_ranks_classes():
+    probabilities = np.array([[0.1, 0.7, 0.2]], dtype=np.float32)
+    names = ["001.A", "002.B", "003.C"]
+    doc = json.loads(codecs.encode(probabilities, names, codecs.ResponseFormat("application/json", 2)))
+    (prediction,) = doc["predictions"]
+    assert (prediction["class"], prediction["breed"]) == (2, "B")
+    assert [entry["class"] for entry in prediction["top_k"]] == [2, 3]

@@ -1,0 +1,136 @@
+"""Predictor (precision, batching, decoding) and the launcher's sizing of workers and threads."""
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from serving_fixtures import CLASS_NAMES, IMAGE_SIZE, encode, jpeg, photo
+
+from dogbreed.errors import ServingError
+from dogbreed.model import Artifact, HeadConfig
+from dogbreed.presets import PreprocessConfig, decode_rgb
+from dogbreed.serve import plan_server
+from dogbreed.serving import codecs
+from dogbreed.serving.machine import Machine
+from dogbreed.serving.predictor import Predictor, PredictorConfig, resolve_precision
+from dogbreed.sm_env import ServingEnv
+
+LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
+
+
+def artifact(seed=0):
+    from serving_fixtures import make_model
+
+    return Artifact(
+        make_model(seed=seed),
+        CLASS_NAMES,
+        HeadConfig(num_classes=len(CLASS_NAMES)),
+        PreprocessConfig(image_size=IMAGE_SIZE),
+    )
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    predictor = Predictor(artifact(), PredictorConfig(precision="fp32", max_batch_size=4))
+    yield predictor
+    predictor.close()
+
+
+def images(count):
+    return [codecs.open_image(jpeg(i, seed=i, size=(160, 120)), LIMITS) for i in range(count)]
+
+
+def test_fp32_is_exact_and_batches_split_into_chunks(fp32):
+    assert fp32.precision == "fp32"
+    batch = fp32.predict(images(6))  # 6 images, max batch 4: two forward chunks
+    singles = np.concatenate([fp32.predict([image]) for image in images(6)])
+    assert batch.shape == (6, len(CLASS_NAMES)) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    np.testing.assert_allclose(batch.sum(1), 1, atol=1e-5)
+
+
+def test_bf16_agrees_with_fp32(fp32):
+    bf16 = Predictor(artifact(), PredictorConfig(precision="bf16"))
+    try:
+        sample = images(12)
+        exact, fast = fp32.predict(sample), bf16.predict(sample)
+    finally:
+        bf16.close()
+    assert bf16.precision == "bf16"
+    assert np.abs(exact - fast).max() < 0.02
+    assert (exact.argmax(1) == fast.argmax(1)).mean() >= 0.9  # random init: near-ties exist; bench checks 99%
+
+
+def test_concurrent_requests_get_their_own_results(fp32):
+    sample = images(8)
+    expected = fp32.predict(sample)
+    results = [None] * len(sample)
+
+    def worker(i):
+        results[i] = fp32.predict([sample[i]])[0]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(sample))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    np.testing.assert_allclose(np.stack(results), expected, atol=1e-5)
+
+
+def test_corrupt_image_is_a_400_naming_the_image(fp32):
+    good = jpeg()
+    broken = codecs.open_image(good[: len(good) // 2], LIMITS)
+    with pytest.raises(ServingError, match="image 1 cannot be decoded") as info:
+        fp32.predict([codecs.open_image(good, LIMITS), broken])
+    assert info.value.status == 400
+
+
+def test_npy_arrays_match_the_same_pixels_as_png(fp32):
+    picture = photo(3)
+    from_array = fp32.predict([np.asarray(picture)])
+    from_png = fp32.predict([codecs.open_image(encode(picture, "PNG"), LIMITS)])
+    np.testing.assert_allclose(from_array, from_png, atol=1e-6)
+
+
+def test_resolve_precision():
+    assert resolve_precision("auto", device="cpu", cpu_has_bf16=False) == "fp32"
+    assert resolve_precision("fp32", device="cpu", cpu_has_bf16=True) == "fp32"
+    assert resolve_precision("bf16", device="cpu", cpu_has_bf16=False) == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32 or bf16"):
+        resolve_precision("int8", device="cpu", cpu_has_bf16=True)
+
+
+def test_jpeg_draft_decodes_large_photos_at_reduced_scale():
+    config = PreprocessConfig(image_size=224)  # resize_size 256
+    big = Image.open(__import__("io").BytesIO(encode(photo(0, size=(2000, 1500)), "JPEG")))
+    decoded = decode_rgb(big, config=config)
+    assert decoded.mode == "RGB"
+    assert min(decoded.size) >= config.resize_size
+    assert decoded.size == (500, 375)  # 1/4 scale still covers 256
+    small = Image.open(__import__("io").BytesIO(jpeg(size=(500, 375))))
+    assert decode_rgb(small, config=config).size == (500, 375)
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("cpus", "memory", "gpus", "env", "expected"),
+    [
+        (2, 24 * GIB, 0, {}, (1, 2)),  # these machines: one worker, both cores
+        (4, 16 * GIB, 0, {}, (1, 4)),  # ml.m5.xlarge
+        (16, 64 * GIB, 0, {}, (4, 4)),  # ml.m5.4xlarge
+        (96, 384 * GIB, 0, {}, (24, 4)),
+        (16, 4 * GIB, 0, {}, (2, 8)),  # memory caps the model copies
+        (8, 32 * GIB, 1, {}, (1, 8)),  # a GPU host: one process feeds the GPU
+        (2, 24 * GIB, 0, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, (2, 1)),
+        (8, 32 * GIB, 0, {"DOGBREED_TORCH_THREADS": "3"}, (2, 3)),
+    ],
+)
+def test_plan_server_never_oversubscribes_by_default(cpus, memory, gpus, env, expected):
+    host = Machine(cpus=cpus, memory_bytes=memory, gpus=gpus, cpu_flags=frozenset())
+    plan = plan_server(ServingEnv.from_environ(env), host)
+    assert (plan.workers, plan.torch_threads) == expected
+    assert plan.workers * plan.torch_threads <= cpus
+    assert plan.http_threads >= 16

@@ -1,0 +1,144 @@
+"""The real launcher (container/bin/serve → gunicorn) as a subprocess on 127.0.0.1, driven over HTTP."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from serving_fixtures import (
+    CLASS_NAMES,
+    MIB,
+    REPO,
+    bad_requests,
+    instances,
+    jpeg,
+    padded_jpeg,
+    running_server,
+    wait_for_ping,
+    write_artifact,
+)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("opt_ml")
+    write_artifact(base / "model")
+    return base
+
+
+def invoke(server, body: bytes, content_type: str = "image/jpeg", **headers) -> requests.Response:
+    return requests.post(
+        f"{server.url}/invocations", data=body, headers={"Content-Type": content_type, **headers}, timeout=30
+    )
+
+
+def test_two_workers_survive_the_bad_request_corpus(base_dir, tmp_path):
+    with running_server(base_dir, tmp_path / "server.log", SAGEMAKER_MODEL_SERVER_WORKERS="2") as server:
+        started = time.monotonic()
+        ping = wait_for_ping(server)
+        assert ping.content == b""
+        assert time.monotonic() - started < 30
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        assert "2 worker(s) x 1 torch threads" in server.log_text()
+
+        good = invoke(server, jpeg())
+        assert good.status_code == 200
+        assert np.asarray(good.json()).shape == (1, len(CLASS_NAMES))
+
+        for name, headers, body, status in bad_requests():
+            response = requests.post(f"{server.url}/invocations", data=body, headers=headers, timeout=30)
+            assert response.status_code == status, (name, response.text)
+            assert response.json()["error"], name
+
+        assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+        assert server.worker_pids() == workers
+        assert invoke(server, jpeg()).json() == good.json()
+
+
+def test_payload_limit_and_batch_over_http(base_dir, tmp_path):
+    with running_server(base_dir, tmp_path / "server.log") as server:
+        wait_for_ping(server)
+        assert invoke(server, padded_jpeg(int(5.9 * MIB))).status_code == 200
+        assert invoke(server, padded_jpeg(int(6.1 * MIB))).status_code == 413
+        chunked = iter([padded_jpeg(int(6.1 * MIB))])  # no Content-Length: the body's real size counts
+        response = requests.post(
+            f"{server.url}/invocations", data=chunked, headers={"Content-Type": "image/jpeg"}, timeout=30
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]
+
+        images = [jpeg(i, seed=i) for i in range(4)]
+        batch = np.asarray(invoke(server, instances(*images), "application/json").json())
+        singles = np.asarray([invoke(server, image).json()[0] for image in images])
+        np.testing.assert_allclose(batch, singles, atol=1e-5)
+
+        parameters = requests.get(f"{server.url}/execution-parameters", timeout=2).json()
+        assert parameters == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+
+
+def test_sigterm_answers_the_request_in_flight_then_exits(base_dir, tmp_path):
+    body = jpeg()
+    with running_server(base_dir, tmp_path / "server.log") as server:
+        wait_for_ping(server)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+            head = (
+                "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            conn.sendall(head.encode() + body[:100])
+            time.sleep(0.5)  # the worker is now reading this request
+            stopped_at = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            conn.sendall(body[100:])
+            response = _read_http_response(conn)
+        assert response.startswith(b"HTTP/1.1 200"), response[:200]
+        assert len(json.loads(response.split(b"\r\n\r\n", 1)[1])[0]) == len(CLASS_NAMES)
+        server.process.wait(30)
+        assert time.monotonic() - stopped_at < 30
+
+
+def _read_http_response(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return head + b"\r\n\r\n" + rest
+
+
+def test_missing_artifact_keeps_answering_503_with_the_reason(tmp_path):
+    (tmp_path / "ml" / "model").mkdir(parents=True)
+    with running_server(tmp_path / "ml", tmp_path / "server.log") as server:
+        ping = wait_for_ping(server, statuses=(503,))
+        assert "not found" in ping.json()["error"]
+        assert invoke(server, jpeg()).status_code == 503
+        assert "model_config.json not found" in server.log_text()
+        assert server.process.poll() is None
+
+
+def test_invalid_environment_exits_with_the_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "container" / "bin" / "serve")],
+        env={
+            "PYTHONPATH": str(REPO / "container"),
+            "SAGEMAKER_BASE_DIR": str(tmp_path),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "many",
+        },
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not an integer" in result.stderr
