@@ -108,7 +108,7 @@ def tools_dir(tmp_path: Path, *names: str) -> str:
     """A PATH holding only the named tools (plus what bash itself needs)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("dirname", *names):
+    for name in ("bash", "dirname", *names):
         found = subprocess.run(["bash", "-c", f"command -v {name}"], capture_output=True, text=True, check=True)
         (bin_dir / name).symlink_to(found.stdout.strip())
     return str(bin_dir)
