@@ -1,0 +1,225 @@
+"""The steps behind each subcommand, and the chain `all`: best hyperparameters → training → model → endpoint."""
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sagemaker
+from botocore.exceptions import ClientError
+
+from . import endpoint, jobs, report
+from .config import Settings
+from .errors import UsageError, describe_aws_error
+from .waiting import Watched, wait_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """One invocation: settings, the session, what earlier runs recorded, and what this run has started."""
+
+    settings: Settings
+    session: sagemaker.Session
+    say: Callable[[str], None] = print
+    state: dict[str, str] = field(default_factory=dict)
+    started: dict[str, str] = field(default_factory=dict)  # resource → command that stops it
+
+    def new_name(self, kind: str) -> str:
+        """Unique to the millisecond (tuning job names: at most 32 characters)."""
+        now = datetime.now(UTC)
+        return f"dogbreed-{kind}-{now:%y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+
+    def remember(self, **names: str) -> None:
+        """Record job/endpoint names in WORKDIR/state.json so later commands default to them."""
+        self.state.update(names)
+        if not self.settings.dry_run:
+            self.settings.workdir.mkdir(parents=True, exist_ok=True)
+            self.settings.state_file.write_text(json.dumps(self.state, indent=2) + "\n")
+
+    def recalled(self, name: str, flag: str) -> str:
+        value = getattr(self.settings, name) or self.state.get(name, "")
+        if not value:
+            raise UsageError(f"{flag}: not given, and {self.settings.state_file} records none")
+        return value
+
+    def track(self, resource: str, stop_command: str) -> None:
+        """Remember what this run started (a dry run starts nothing), so Ctrl-C can say how to stop it."""
+        if not self.settings.dry_run:
+            self.started[resource] = stop_command
+
+    def aws_stop(self, what: str, option: str, name: str) -> str:
+        return f"aws sagemaker stop-{what} --{option} {name} --region {self.settings.region}"
+
+
+def load_state(settings: Settings) -> dict[str, str]:
+    try:
+        return json.loads(settings.state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def hpo(run: Run) -> None:
+    """Start the tuning job, wait, print the trials and the best hyperparameters, write them for `train`."""
+    settings, client = run.settings, run.session.sagemaker_client
+    name = run.new_name("hpo")
+    jobs.start_tuning(settings, run.session, name)
+    run.track(f"tuning job {name}", run.aws_stop("hyper-parameter-tuning-job", "hyper-parameter-tuning-job-name", name))
+    if settings.dry_run:
+        return
+    run.remember(tuning_job=name)
+    description = wait_for(
+        Watched(
+            "tuning job",
+            name,
+            lambda: client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+            "HyperParameterTuningJobStatus",
+            ("Completed",),
+            lambda d: ", ".join(f"{k} {v}" for k, v in (d.get("TrainingJobStatusCounters") or {}).items() if v),
+        ),
+        settings.poll_seconds,
+        run.say,
+    )
+    run.started.pop(f"tuning job {name}")
+    result = jobs.tuning_result(description, jobs.trial_rows(_trials(client, name), settings.objective))
+    result.save(settings.best_hyperparameters_file)
+    _print_trials(run, result)
+
+
+def _trials(client, name: str) -> list[dict]:
+    """Every trial's summary; the table is informational, so a failing listing only warns."""
+    try:
+        pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name
+        )
+        return [s for page in pages for s in page.get("TrainingJobSummaries", [])]
+    except ClientError as exc:
+        log.warning("no trial table: %s", describe_aws_error(exc))
+        return []
+
+
+def _print_trials(run: Run, result: jobs.TuningResult) -> None:
+    columns = ("job", "status", "objective", *jobs.HYPERPARAMETER_RANGES)
+    run.say("  ".join(f"{c:<12}" if c != "job" else f"{c:<40}" for c in columns))
+    if not result.trials:
+        run.say("(no trials listed)")
+    for row in result.trials:
+        run.say("  ".join(f"{row.get(c)!s:<12}" if c != "job" else f"{row[c]:<40}" for c in columns))
+    run.say(
+        f"best training job: {result.best_training_job or 'none reported'} ({result.objective or 'no objective value'})"
+    )
+    run.say(f"best hyperparameters: {result.hyperparameters} → {run.settings.best_hyperparameters_file}")
+
+
+def train(run: Run) -> str:
+    """Start the training job with the best (or given) hyperparameters and wait for it; returns its name."""
+    settings = run.settings
+    name = run.new_name("train")
+    hyperparameters = jobs.training_hyperparameters(settings)
+    run.say(f"training job {name} with hyperparameters {hyperparameters}")
+    run.track(
+        f"training job {name}",
+        "docker ps, then docker stop the job's algo-1 container"
+        if settings.local
+        else run.aws_stop("training-job", "training-job-name", name),
+    )
+    jobs.start_training(settings, run.session, name, hyperparameters)
+    if not settings.dry_run:
+        run.remember(training_job=name)
+    if not (settings.dry_run or settings.local):
+        client = run.session.sagemaker_client
+        wait_for(
+            Watched(
+                "training job",
+                name,
+                lambda: client.describe_training_job(TrainingJobName=name),
+                "TrainingJobStatus",
+                ("Completed",),
+                lambda d: d.get("SecondaryStatus", ""),
+            ),
+            settings.poll_seconds,
+            run.say,
+        )
+    run.started.pop(f"training job {name}", None)
+    return name
+
+
+def report_step(run: Run, job: str = "") -> None:
+    """Download the job's tensors and rule outputs; write loss.png and report.md with the five verdicts."""
+    if run.settings.dry_run:
+        run.say("dry run: no report (it reads a finished job's tensors)")
+        return
+    job = job or run.recalled("training_job", "--training-job")
+    out_dir = run.settings.workdir / job
+    if run.settings.local:
+        files = report.fetch_local_run(run.settings.output_s3, job, out_dir)
+    else:
+        files = report.fetch_run(run.session, job, out_dir)
+    path, verdicts = report.write_report(job, files, out_dir / "report")
+    for verdict in verdicts:
+        run.say(f"{verdict.rule:<28} {verdict.status:<8} {verdict.detail}")
+    run.say(f"report: {path}")
+
+
+def deploy(run: Run, job: str = "") -> str:
+    """Endpoint from the training job's model artifact; returns the endpoint name."""
+    settings = run.settings
+    job = job or run.recalled("training_job", "--training-job")
+    name = settings.endpoint_name or run.new_name("ep")
+    model_data = endpoint.model_artifact(settings, run.session, job)
+    run.say(f"deploying {model_data} to endpoint {name} ({settings.endpoint_instance_type})")
+    run.track(f"endpoint {name}", f"python orchestrate.py cleanup --region {settings.region} --endpoint-name {name}")
+    run.remember(endpoint_name=name)
+    endpoint.deploy(settings, run.session, model_data, name)
+    if not settings.dry_run:
+        run.say(f"endpoint {name} is in service")
+    return name
+
+
+def predict(run: Run, name: str = "") -> None:
+    if run.settings.dry_run:
+        run.say("dry run: no predictions (they need a live endpoint)")
+        return
+    name = name or run.recalled("endpoint_name", "--endpoint-name")
+    endpoint.predict(run.session, name, endpoint.samples(run.settings, run.session), run.say)
+
+
+def cleanup(run: Run, name: str = "") -> None:
+    name = name or run.recalled("endpoint_name", "--endpoint-name")
+    endpoint.cleanup(run.session, name, run.say)
+    run.started.pop(f"endpoint {name}", None)
+    if run.state.get("endpoint_name") == name:
+        run.state.pop("endpoint_name")
+        run.remember()
+
+
+def everything(run: Run) -> None:
+    """hpo → train → report → deploy → predict → cleanup (unless --keep-endpoint)."""
+    if run.settings.local:
+        run.say(
+            "--local: tuning skipped (SageMaker's tuner has no local mode); training with the "
+            "best-hyperparameters file when present, else --hp and the image's defaults"
+        )
+    else:
+        hpo(run)
+    job = train(run)
+    report_step(run, job)
+    name = deploy(run, job)
+    try:
+        predict(run, name)
+    finally:
+        if not run.settings.keep_endpoint:
+            cleanup(run, name)
+
+
+STEPS: dict[str, Callable[[Run], object]] = {
+    "hpo": hpo,
+    "train": train,
+    "report": report_step,
+    "deploy": deploy,
+    "predict": predict,
+    "cleanup": cleanup,
+    "all": everything,
+}

@@ -1,0 +1,50 @@
+"""`orchestrate.py all --local`: the real image trained, reported on, deployed, queried and removed (SDK local mode)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import QUICK_HYPERPARAMETERS, ROOT, run
+from make_sample_data import make_dataset
+
+pytestmark = pytest.mark.container
+RULES = ("vanishing_gradient", "overfit", "overtraining", "poor_weight_initialization", "loss_not_decreasing")
+
+
+def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "dogImages")
+    hyperparameters = [arg for key, value in QUICK_HYPERPARAMETERS.items() for arg in ("--hp", f"{key}={value}")]
+    command = [sys.executable, str(ROOT / "orchestrate.py"), "all", "--local", "--image-uri", image]
+    result = subprocess.run(
+        [*command, "--data-s3", str(data), "--count", "4", *hyperparameters],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},  # no account needed
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+
+    assert "--local: tuning skipped" in out
+    for rule in RULES:
+        assert re.search(rf"^{rule}\s+(ok|fired)\s", out, re.MULTILINE), f"no verdict for {rule}"
+    (report,) = (tmp_path / "orchestrate-runs").glob("dogbreed-train-*/report/report.md")
+    assert (report.parent / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+    breeds = sorted(p.name for p in (data / "test").iterdir())
+    rows = re.findall(r"^\S+\.jpg\s+(\S+)\s+(\S+)\s+([01]\.\d{3})$", out, re.MULTILINE)
+    assert [truth for truth, _, _ in rows] == breeds
+    assert {predicted for _, predicted, _ in rows} <= set(breeds)
+    assert re.search(r"^\d/4 correct$", out, re.MULTILINE)
+    assert re.search(r"^deleted: endpoint dogbreed-ep-\S+, endpoint config \S+, model \S+$", out, re.MULTILINE)
+
+    # Local mode's containers (named in "Attaching to NAME") must be gone; others may share the image.
+    ours = set(re.findall(r"^Attaching to (\S+)$", out, re.MULTILINE))
+    assert ours
+    running = set(run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split())
+    assert ours.isdisjoint(running)
