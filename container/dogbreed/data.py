@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from .errors import UserError
 
@@ -58,23 +58,54 @@ def is_readable_image(path: Path) -> bool:
 
 
 class ImageList(Dataset):
-    """(path, label) samples of one split, decoded to RGB and transformed on access."""
+    """(path, label) samples of one split, decoded to RGB and transformed on access.
 
-    def __init__(self, samples: list[tuple[Path, int]], transform: Callable | None = None):
+    A file that passed the scan but fails to decode now (truncated after a sound header, changed since)
+    yields None, which collate_decoded drops; it is flagged in `undecodable`, a shared-memory tensor that
+    DataLoader worker processes write too, so the count in the log covers every worker.
+    """
+
+    def __init__(
+        self,
+        samples: list[tuple[Path, int]],
+        transform: Callable | None = None,
+        undecodable: torch.Tensor | None = None,
+    ):
         self.samples = samples
         self.transform = transform
+        self.undecodable = (
+            torch.zeros(len(samples), dtype=torch.bool).share_memory_() if undecodable is None else undecodable
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
-        with Image.open(path) as img:
-            image = img.convert("RGB")
+        try:
+            with Image.open(path) as img:
+                image = img.convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            self._skip(index, exc)
+            return None
         return (self.transform(image) if self.transform else image), label
 
+    def _skip(self, index: int, exc: Exception) -> None:
+        if not self.undecodable[index]:  # warn once per file, not once per epoch
+            self.undecodable[index] = True
+            count = int(self.undecodable.sum())
+            log.warning(
+                "skipped undecodable image %s (%s); %d skipped in its split so far", self.samples[index][0], exc, count
+            )
+
     def with_transform(self, transform: Callable) -> "ImageList":
-        return ImageList(self.samples, transform)
+        return ImageList(self.samples, transform, self.undecodable)
+
+
+def collate_decoded(batch: list[tuple[torch.Tensor, int] | None]) -> list[torch.Tensor] | None:
+    """default_collate over the samples that decoded; None when none of the batch did."""
+    decoded = [sample for sample in batch if sample is not None]
+    return default_collate(decoded) if decoded else None
 
 
 def class_folders(root: Path) -> list[str]:
@@ -132,6 +163,7 @@ def make_loader(
         batch_size=batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
+        collate_fn=collate_decoded,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),

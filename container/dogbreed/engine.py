@@ -57,6 +57,8 @@ class Loop:
         for batch in loader:
             if self.should_stop():
                 raise Interrupted("stop requested during training")
+            if batch is None:  # no image of this batch could be decoded (data.collate_decoded)
+                continue
             inputs, labels = (t.to(self.device, non_blocking=True) for t in batch)
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
@@ -86,6 +88,8 @@ class Loop:
         for batch in loader:
             if self.should_stop():
                 raise Interrupted("stop requested during evaluation")
+            if batch is None:
+                continue
             inputs, labels = (t.to(self.device) for t in batch)
             with self.autocast():
                 outputs = model(inputs)
@@ -111,16 +115,39 @@ def backbone(model: nn.Module) -> nn.Module:
     return nn.Sequential(*list(model.children())[:-1], nn.Flatten(1))
 
 
+def feature_precision(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """The frozen backbone's forward pass: fp16 on CUDA, bf16 on CPUs with native bf16 (AVX-512-BF16, AMX),
+    else (or with precision="fp32") full precision. Only features are computed this way; the head trains in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, loader: DataLoader, device: torch.device, should_stop: Callable[[], bool] = _never
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    should_stop: Callable[[], bool] = _never,
+    precision: str = "auto",
 ) -> TensorDataset:
-    """Run the frozen backbone once over loader; the head then trains on these features."""
-    features = backbone(model).eval()
+    """Run the frozen backbone once over loader (channels_last, mixed precision); the head then trains on these."""
+    features = backbone(model).eval().to(memory_format=torch.channels_last)
     chunks, labels = [], []
-    for inputs, targets in loader:
-        if should_stop():
-            raise Interrupted("stop requested during feature extraction")
-        chunks.append(features(inputs.to(device)).float().cpu())
-        labels.append(targets)
+    try:
+        for batch in loader:
+            if should_stop():
+                raise Interrupted("stop requested during feature extraction")
+            if batch is None:
+                continue
+            inputs, targets = batch
+            with feature_precision(device, precision):
+                chunks.append(features(inputs.to(device, memory_format=torch.channels_last)).float().cpu())
+            labels.append(targets)
+    finally:
+        features.to(memory_format=torch.contiguous_format)  # the saved model keeps its usual layout
     return TensorDataset(torch.cat(chunks), torch.cat(labels))

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FINE_TUNE_MODES = ("head", "last_stage", "all")
+FEATURE_PRECISIONS = ("auto", "fp32")
 # Keys SageMaker (SDK, HPO) adds on its own; they are not ours to validate.
 _PLATFORM_PREFIXES = ("sagemaker_", "_")
 
@@ -76,6 +77,9 @@ class Hyperparameters:
     train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")
     max_train_images: int = _hp(0, _number(int, 0), "cap on training images (0: no cap)")
     cache_features: bool = _hp(True, _bool(), "fine_tune=head, augment=false: run the backbone once")
+    feature_precision: str = _hp(
+        "auto", _choice(FEATURE_PRECISIONS), "cached backbone pass: auto = bf16/fp16 where native; fp32 = exact"
+    )
     threads: int = _hp(0, _number(int, 0, 1024), "torch intra-op threads (0: cores / processes)")
     profile: bool = _hp(False, _bool(), "record a torch.profiler trace of a few steps in output/data/")
 

@@ -18,7 +18,8 @@ def write_reports(out_dir: Path, history: list[dict], final: dict) -> None:
     (out_dir / METRICS_JSON).write_text(json.dumps({"epochs": history, "final": final}, indent=2))
     if history:
         with (out_dir / METRICS_CSV).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            columns = dict.fromkeys(key for row in history for key in row)  # rows resumed from older runs may lack some
+            writer = csv.DictWriter(handle, fieldnames=list(columns))
             writer.writeheader()
             writer.writerows(history)
         plot_losses(history, out_dir / LOSS_PLOT)

@@ -59,14 +59,21 @@ def image() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def make_opt_ml(root: Path, hyperparameters: dict[str, str], data: Path | None = None) -> Path:
+def make_opt_ml(
+    root: Path,
+    hyperparameters: dict[str, str],
+    data: Path | None = None,
+    *,
+    current_host: str = "algo-1",
+    hosts: tuple[str, ...] = ("algo-1",),
+) -> Path:
     """An /opt/ml tree shaped as SageMaker writes it, with one `training` channel."""
     config = root / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (config / "inputdataconfig.json").write_text(json.dumps({"training": {"TrainingInputMode": "File"}}))
     (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+        json.dumps({"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"})
     )
     make_dataset(data or root / "input" / "data" / "training")
     return root

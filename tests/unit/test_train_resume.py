@@ -32,7 +32,9 @@ def test_sigterm_checkpoints_and_rerun_resumes(sm_tree, start_train, run_train):
     assert stopped_after < 60 and "received signal 15" in log
     assert "training stopped by SIGTERM" in (base / "output" / "failure").read_text()
     newest = sorted((base / "checkpoints").glob("checkpoint-*.pt"))[-1]
-    done = torch.load(newest, weights_only=True)["epochs_done"]
+    saved = torch.load(newest, weights_only=True)
+    done = saved["epochs_done"]
+    assert {key.split(".")[0] for key in saved["model"]} == {"fc"}  # fine_tune=head: the frozen backbone is rebuilt
     assert 1 <= done < 4 and not (base / "model").exists()
 
     rerun = run_train(base)

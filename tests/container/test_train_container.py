@@ -1,0 +1,109 @@
+"""The training contract inside the real image: artifacts, failure file, SIGTERM + resume, two hosts over DDP."""
+
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from conftest import QUICK_HYPERPARAMETERS, docker_train, free_port, make_opt_ml, run
+
+SIGTERM_EXIT = 143  # dogbreed.train.EXIT_STOPPED: 128 + SIGTERM
+HOSTS = ("algo-1", "algo-2")
+
+
+@contextlib.contextmanager
+def container_names(count: int) -> Iterator[list[str]]:
+    """Unique container names, force-removed afterwards (a failed test leaves nothing running)."""
+    names = [f"dogbreed-train-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    try:
+        yield names
+    finally:
+        for name in names:
+            run(["docker", "rm", "-f", name], check=False)
+
+
+def wait_for_file(pattern: str, directory: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(directory.glob(pattern)):
+        assert time.monotonic() < deadline, f"{directory}/{pattern} never appeared"
+        time.sleep(0.1)
+
+
+def epochs_logged(log: str) -> list[int]:
+    return [int(e) for e in re.findall(r"\bepoch=(\d+) train_loss=", log)]
+
+
+def test_train_writes_model_and_reports(trained_opt_ml: Path) -> None:
+    config = json.loads((trained_opt_ml / "model" / "model_config.json").read_text())
+    assert config["architecture"] == "resnet50" and len(config["class_names"]) == 4
+    assert (trained_opt_ml / "model" / "model.pt").stat().st_size > 1_000_000
+    report = json.loads((trained_opt_ml / "output" / "data" / "metrics.json").read_text())
+    assert [row["epoch"] for row in report["epochs"]] == list(range(1, int(QUICK_HYPERPARAMETERS["epochs"]) + 1))
+    assert (trained_opt_ml / "output" / "data" / "loss.png").read_bytes().startswith(b"\x89PNG")
+    assert not (trained_opt_ml / "output" / "failure").exists()
+
+
+def test_bad_hyperparameter_fails_naming_the_key(image: str, tmp_path: Path) -> None:
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", {**QUICK_HYPERPARAMETERS, "optimizer": "rmsprop"})
+    result = docker_train(image, opt_ml, check=False)
+    assert result.returncode != 0, result.stdout
+    first_line = (opt_ml / "output" / "failure").read_text().splitlines()[0]
+    assert "optimizer='rmsprop'" in first_line and "adam, adamw, sgd" in first_line
+    assert not (opt_ml / "model").exists()
+
+
+def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -> None:
+    # Frozen backbone with augmentation: a full forward pass per image every epoch, no feature cache.
+    slow_epochs = {"epochs": "6", "image_size": "32", "fine_tune": "head", "augment": "true"}
+    hyperparameters = {**QUICK_HYPERPARAMETERS, **slow_epochs}
+    opt_ml, checkpoints = make_opt_ml(tmp_path / "opt_ml", hyperparameters), tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    mount = ("-v", f"{checkpoints}:/opt/ml/checkpoints")  # as SageMaker's checkpoint sync: outlives the container
+    with container_names(1) as (name,):
+        detached = ["docker", "run", "-d", "--name", name, "--network", "host", *mount, "-v", f"{opt_ml}:/opt/ml"]
+        run([*detached, image, "train"])
+        wait_for_file("checkpoint-0001.pt", checkpoints)
+        sent = time.monotonic()
+        run(["docker", "stop", "--time", "120", name])  # SIGTERM to PID 1 (python), SIGKILL after 120 s
+        stopped_after = time.monotonic() - sent
+        exit_code = run(["docker", "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
+        log = run(["docker", "logs", name]).stdout
+
+    assert exit_code == str(SIGTERM_EXIT), log
+    assert stopped_after < 30 and "received signal 15" in log
+    assert "training stopped by SIGTERM" in (opt_ml / "output" / "failure").read_text()
+    newest = sorted(checkpoints.glob("checkpoint-*.pt"))[-1]
+    done = torch.load(newest, weights_only=True)["epochs_done"]
+    assert 1 <= done < 6 and not (opt_ml / "model").exists()
+
+    rerun = docker_train(image, opt_ml, *mount)
+    assert f"resuming from /opt/ml/checkpoints/{newest.name} after {done} completed epoch(s)" in rerun.stdout
+    assert epochs_logged(rerun.stdout) == list(range(done + 1, 7))
+    assert json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]["epochs"] == 6
+    print(f"container stopped {stopped_after:.1f} s after SIGTERM with {done} epoch(s) checkpointed")
+
+
+def test_two_host_containers_train_one_model(image: str, tmp_path: Path) -> None:
+    hyperparameters = {**QUICK_HYPERPARAMETERS, "epochs": "2", "image_size": "32", "fine_tune": "last_stage"}
+    listed = HOSTS[::-1]  # SageMaker does not promise an order; the master is the first after sorting
+    trees = {host: make_opt_ml(tmp_path / host, hyperparameters, current_host=host, hosts=listed) for host in HOSTS}
+    # SageMaker resolves algo-1 by name; here both containers share the host network and meet on loopback.
+    rendezvous = ("-e", "MASTER_ADDR=127.0.0.1", "-e", f"MASTER_PORT={free_port()}", "-e", "GLOO_SOCKET_IFNAME=lo")
+    with container_names(2) as names, ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(docker_train, image, trees[host], "--name", name, *rendezvous)
+            for host, name in zip(HOSTS, names, strict=True)
+        ]
+        logs = dict(zip(HOSTS, (job.result().stdout for job in runs), strict=True))
+
+    for rank, host in enumerate(HOSTS):
+        assert f"as rank {rank} of 2" in logs[host]
+    assert epochs_logged(logs["algo-1"]) == [1, 2] and epochs_logged(logs["algo-2"]) == [1, 2]
+    assert (trees["algo-1"] / "model" / "model.pt").is_file()
+    assert list((trees["algo-1"] / "checkpoints").glob("checkpoint-*.pt"))
+    assert not (trees["algo-2"] / "model").exists() and not (trees["algo-2"] / "checkpoints").exists()
