@@ -1,4 +1,8 @@
-"""Multi-host training from resourceconfig.json: torch.distributed process group, device and thread setup."""
+"""Multi-host, multi-process training: torch.distributed process group, device and thread setup.
+
+resourceconfig.json lists the hosts; processes_per_host processes run on each (one per GPU), so
+world size = hosts * processes_per_host and global rank = host index * processes_per_host + local rank.
+"""
 
 import contextlib
 import datetime
@@ -6,11 +10,12 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
 from .sm_env import TrainingEnv
 
 log = logging.getLogger(__name__)
@@ -20,9 +25,19 @@ INIT_TIMEOUT = datetime.timedelta(minutes=10)
 CPU = torch.device("cpu")
 
 
+class Local(NamedTuple):
+    """This process's place on its host: local rank among `size` training processes."""
+
+    rank: int = 0
+    size: int = 1
+
+
+ONE_PROCESS = Local()
+
+
 @dataclass(frozen=True)
 class Cluster:
-    """This process's place in the job: rank among hosts (one process per host) and its device."""
+    """This process's place in the job: global rank among all processes of all hosts, and its device."""
 
     rank: int = 0
     world_size: int = 1
@@ -41,20 +56,20 @@ class Cluster:
         return (self.rank, self.world_size) if self.distributed else None
 
     def sum(self, totals: torch.Tensor) -> torch.Tensor:
-        """Sum a tensor across hosts (identity on one host)."""
+        """Sum a tensor across processes (identity when there is one)."""
         if self.distributed:
             totals = totals.clone()
             dist.all_reduce(totals)
         return totals
 
     def any(self, flag: bool) -> bool:
-        """True on every host when it is true on any (so all hosts stop at the same batch)."""
+        """True in every process when it is true in any (so all processes stop at the same batch)."""
         if not self.distributed:
             return flag
         return bool(self.sum(torch.tensor([float(flag)])).item())
 
     def broadcast(self, obj: Any) -> Any:
-        """The master's object on every host."""
+        """The master's object in every process."""
         if not self.distributed:
             return obj
         box = [obj]
@@ -63,27 +78,47 @@ class Cluster:
 
 
 def master_address(env: TrainingEnv, environ: Mapping[str, str]) -> tuple[str, int]:
-    """SageMaker resolves host names (algo-1 …); SM_MASTER_ADDR/MASTER_ADDR override it (local tests)."""
-    address = environ.get("SM_MASTER_ADDR") or environ.get("MASTER_ADDR") or env.hosts[0]
+    """The master host (SageMaker resolves algo-1 …), loopback on one host; SM_/MASTER_ADDR/PORT override it."""
+    default = env.hosts[0] if len(env.hosts) > 1 else "127.0.0.1"
+    address = environ.get("SM_MASTER_ADDR") or environ.get("MASTER_ADDR") or default
     port = int(environ.get("SM_MASTER_PORT") or environ.get("MASTER_PORT") or DEFAULT_PORT)
     return address, port
 
 
-def choose_threads(requested: int) -> int:
-    """Intra-op threads: as asked, else the cores this process may run on (one training process per host)."""
-    if requested:
-        return requested
+def available_cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def choose_threads(requested: int, processes: int = 1) -> int:
+    """Intra-op threads: as asked, else this host's cores shared by its training processes (no oversubscription)."""
+    return requested or max(1, available_cores() // processes)
+
+
+def local_processes(requested: int, cuda_devices: int, cores: int) -> int:
+    """Training processes on this host: as asked, else (0) one per CUDA device; at most one per device or core."""
+    if requested == 0:
+        return max(cuda_devices, 1)
+    limit, unit = (cuda_devices, "CUDA devices") if cuda_devices else (cores, "CPU cores")
+    if requested > limit:
+        raise UserError(
+            f"hyperparameter processes_per_host={requested} is more than the {limit} {unit} of this host: "
+            f"use at most {limit}, or 0 for one process per CUDA device (one on CPU)"
+        )
+    return requested
+
+
 @contextlib.contextmanager
-def cluster(env: TrainingEnv, environ: Mapping[str, str] = os.environ) -> Iterator[Cluster]:
-    """Join the process group when resourceconfig lists several hosts; leave it afterwards."""
-    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    if len(env.hosts) == 1:
+def cluster(env: TrainingEnv, environ: Mapping[str, str] = os.environ, local: Local = ONE_PROCESS) -> Iterator[Cluster]:
+    """Join the process group when the job has several processes (hosts * local processes); leave it afterwards."""
+    device = torch.device("cuda", local.rank) if torch.cuda.is_available() else CPU
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    world_size = len(env.hosts) * local.size
+    if world_size == 1:
         yield Cluster(device=device)
         return
-    rank, world_size = env.hosts.index(env.current_host), len(env.hosts)
+    rank = env.hosts.index(env.current_host) * local.size + local.rank
     address, port = master_address(env, environ)
     if env.network_interface:  # SageMaker names the interface hosts talk over (eth0)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", env.network_interface)

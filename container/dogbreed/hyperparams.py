@@ -62,7 +62,7 @@ class Hyperparameters:
 
     epochs: int = _hp(10, _number(int, 1, 10_000), "passes over the training data")
     lr: float = _hp(1e-3, _number(float, 1e-8, 10.0), "learning rate")
-    batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per host)")
+    batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per training process)")
     optimizer: str = _hp("adam", _choice(OPTIMIZERS), "optimizer")
     weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty / decoupled decay (adamw)")
     momentum: float = _hp(0.9, _number(float, 0.0, 1.0), "SGD momentum")
@@ -73,7 +73,7 @@ class Hyperparameters:
     hidden_units: int = _hp(256, _number(int, 0, 65_536), "head hidden layer width (0: linear head)")
     dropout: float = _hp(0.3, _number(float, 0.0, 0.95), "head dropout")
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
-    num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes")
+    num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
     train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")
     max_train_images: int = _hp(0, _number(int, 0), "cap on training images (0: no cap)")
     cache_features: bool = _hp(True, _bool(), "fine_tune=head, augment=false: run the backbone once")
@@ -81,6 +81,9 @@ class Hyperparameters:
         "auto", _choice(FEATURE_PRECISIONS), "cached backbone pass: auto = bf16/fp16 where native; fp32 = exact"
     )
     threads: int = _hp(0, _number(int, 0, 1024), "torch intra-op threads (0: cores / processes)")
+    processes_per_host: int = _hp(
+        0, _number(int, 0, 1024), "training processes per host (0: one per CUDA device, one on CPU)"
+    )
     profile: bool = _hp(False, _bool(), "record a torch.profiler trace of a few steps in output/data/")
 
     @classmethod

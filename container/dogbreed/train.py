@@ -17,10 +17,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from . import data, metrics, reporting
 from .checkpoint import Checkpoint, load_latest, save_checkpoint, stop_on_sigterm
 from .debugger import NullHook, create_hook, profiled_steps
-from .distributed import Cluster, choose_threads, cluster
+from .distributed import ONE_PROCESS, Cluster, Local, available_cores, choose_threads, cluster, local_processes
 from .engine import EpochResult, Interrupted, Loop, extract_features
 from .errors import UserError
 from .hyperparams import Hyperparameters
+from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
 from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
 from .sm_env import Paths, TrainingEnv, paths_from_environ
@@ -37,7 +38,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     configure_logging()
     paths = paths_from_environ(environ)
     try:
-        run(environ)
+        launch(environ)
     except Interrupted as exc:
         return _fail(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
     except UserError as exc:
@@ -49,14 +50,30 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     return 0
 
 
-def run(environ: Mapping[str, str]) -> None:
-    """The job, step by step."""
+def launch(environ: Mapping[str, str]) -> None:
+    """Read and validate the job once; train in this process, or in processes_per_host local workers."""
     env = TrainingEnv.from_environ(environ)
     hps = Hyperparameters.from_strings(env.hyperparameters)
     log.info("hyperparameters: %s", hps.as_dict())
-    with cluster(env, environ) as node, stop_on_sigterm() as stop:
+    processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), available_cores())
+    if processes == 1:
+        run(env, hps, environ)
+        return
+    log.info("starting %d training processes per host: world size %d", processes, processes * len(env.hosts))
+    run_local_workers(worker, (env, hps, dict(environ), processes), processes)
+
+
+def worker(local_rank: int, env: TrainingEnv, hps: Hyperparameters, environ: dict[str, str], processes: int) -> None:
+    """One of several training processes on this host (spawned); local ranks > 0 log warnings and errors only."""
+    configure_logging(logging.INFO if local_rank == 0 else logging.WARNING)
+    run(env, hps, environ, Local(local_rank, processes))
+
+
+def run(env: TrainingEnv, hps: Hyperparameters, environ: Mapping[str, str], local: Local = ONE_PROCESS) -> None:
+    """The job, step by step."""
+    with cluster(env, environ, local) as node, stop_on_sigterm() as stop:
         torch.manual_seed(hps.seed)
-        torch.set_num_threads(choose_threads(hps.threads))
+        torch.set_num_threads(choose_threads(hps.threads, local.size))
         splits = data.load_splits(data.find_splits(env.channels))
         head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
         model = build_model(head)
@@ -67,10 +84,10 @@ def run(environ: Mapping[str, str]) -> None:
         job.train(splits, trainable)
 
 
-def configure_logging() -> None:
+def configure_logging(level: int = logging.INFO) -> None:
     """INFO lines (metric lines included) to stdout, where SageMaker's metric regexes read them."""
     package = logging.getLogger(__package__)
-    package.setLevel(logging.INFO)
+    package.setLevel(level)
     if not package.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -268,7 +285,8 @@ class Job:
         start = resumed.epochs_done if resumed else 0
         for epoch in range(start + 1, self.hps.epochs + 1):
             try:
-                row = self.epoch(loop, loaders, hook, epoch, profile=self.hps.profile and epoch == start + 1)
+                profile = self.hps.profile and self.node.is_master and epoch == start + 1  # one trace.json writer
+                row = self.epoch(loop, loaders, hook, epoch, profile=profile)
             except Interrupted:
                 self.checkpoint(loop, history)
                 raise Interrupted(f"checkpoint saved after {len(history)} complete epoch(s); rerun to resume") from None

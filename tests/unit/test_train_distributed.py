@@ -1,17 +1,10 @@
 """Two hosts (algo-1, algo-2) as two real processes on this machine: one DDP model, written only by algo-1."""
 
 import re
-import socket
 
-from train_support import FAST, write_tree
+from train_support import FAST, free_port, write_tree
 
 HOSTS = ["algo-2", "algo-1"]  # SageMaker does not promise order; the master is the first after sorting
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_hosts_train_one_model_only_master_writes(tmp_path, start_train):

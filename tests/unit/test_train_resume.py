@@ -5,17 +5,11 @@ import signal
 import time
 
 import torch
+from train_support import wait_for
 
 from dogbreed import train
 
 SLOW_EPOCHS = {"epochs": "4", "fine_tune": "head", "augment": "true", "batch_size": "4"}
-
-
-def wait_for(path_glob, base, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not list(base.glob(path_glob)):
-        assert time.monotonic() < deadline, f"{path_glob} never appeared"
-        time.sleep(0.05)
 
 
 def test_sigterm_checkpoints_and_rerun_resumes(sm_tree, start_train, run_train):

@@ -2,8 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from local_test.make_sample_data import make_dataset
@@ -66,3 +68,18 @@ def start_train(base: Path, **extra: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def free_port() -> int:
+    """A port for torch.distributed's rendezvous (MASTER_PORT), so concurrent tests do not collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(path_glob: str, base: Path, timeout: float = 120) -> None:
+    """Wait until a file matching path_glob (e.g. checkpoints/checkpoint-0001.pt) appears under base."""
+    deadline = time.monotonic() + timeout
+    while not list(base.glob(path_glob)):
+        assert time.monotonic() < deadline, f"{path_glob} never appeared"
+        time.sleep(0.05)
