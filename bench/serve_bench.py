@@ -345,16 +345,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _, backbone = make_model_dir(base, photos)
         host = machine.describe()
+        classes = len(json.loads((base / "model" / "model_config.json").read_text())["class_names"])
         size_kib = statistics.median(map(len, photos)) / 1024
         print(f"machine: {host.cpus} cores, {host.memory_bytes / 1024**3:.0f} GiB, bf16 CPU: {host.cpu_has_bf16}, "
-              f"torch {torch.__version__}; model: ResNet50 {NUM_CLASSES} classes, {backbone}; "
+              f"torch {torch.__version__}; model: ResNet50 {classes} classes, {backbone}; "
               f"{len(photos)} JPEGs {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, median {size_kib:.0f} KiB")  # fmt: skip
 
         limits = raw_limit(base / "model", batch_size=16, seconds=4)
         limit = max(limits.values())
         print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in limits.items()) + " img/s (batch 16)")
         decode_ms, forward_ms, precision = decode_and_single_forward_ms(
-            base / "model", photos, extra_env.get("DOGBREED_PRECISION", "fp32")
+            base / "model",
+            photos,
+            extra_env.get("DOGBREED_PRECISION", "auto"),  # the server's default
         )
         print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
         reference = fp32_reference(base / "model", photos)

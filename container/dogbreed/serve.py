@@ -7,10 +7,10 @@ Environment (SageMaker's names first, then ours):
   SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 60)
   SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (default 6)
   SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS  batch transform
-  DOGBREED_PRECISION                  fp32 (default, exact) | bf16 (channels_last + bf16 autocast, ~3x
-                                      faster on CPUs with AVX-512-BF16/AMX) | auto (bf16 where native).
-                                      bf16 stays opt-in until bench/serve_bench.py shows >= 99 % top-1
-                                      agreement with fp32 on a trained model.
+  DOGBREED_PRECISION                  auto (default: bf16 where the hardware runs it natively, else
+                                      fp32) | bf16 (channels_last + bf16 autocast, ~3x faster on CPUs
+                                      with AVX-512-BF16/AMX) | fp32 (exact eager model). Agreement
+                                      figures: dogbreed.serving.predictor.
   DOGBREED_MAX_BATCH_SIZE             images per forward pass in dynamic batching (default 16)
   DOGBREED_MAX_BATCH_DELAY_MS         longest wait for requests already arriving (default 5; 0: none)
   DOGBREED_TORCH_THREADS              compute threads per worker (default cores // workers)

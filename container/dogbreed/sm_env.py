@@ -165,7 +165,7 @@ class ServingEnv:
     batch_strategy: str = "MULTI_RECORD"
     max_concurrent_transforms: int = 1
     # Our own serving knobs (DOGBREED_*), documented in dogbreed.serve.
-    precision: str = "fp32"  # fp32: exact; bf16: AVX-512-BF16/AMX or GPU; auto: bf16 where native
+    precision: str = "auto"  # auto: bf16 where native, else fp32; bf16: AVX-512-BF16/AMX or GPU; fp32: exact
     max_batch_size: int = 16  # dynamic batching: most images per forward pass
     max_batch_delay_ms: int = 5  # how long a batch waits for requests already being decoded
     torch_threads: int | None = None  # per worker; None: cores // workers
@@ -181,7 +181,7 @@ class ServingEnv:
         strategy = environ.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD").strip().upper() or "MULTI_RECORD"
         if strategy not in ("SINGLE_RECORD", "MULTI_RECORD"):
             raise UserError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected SINGLE_RECORD or MULTI_RECORD")
-        precision = environ.get("DOGBREED_PRECISION", "fp32").strip().lower() or "fp32"
+        precision = environ.get("DOGBREED_PRECISION", "auto").strip().lower() or "auto"
         if precision not in SERVING_PRECISIONS:
             raise UserError(f"DOGBREED_PRECISION={precision!r}: expected one of {', '.join(SERVING_PRECISIONS)}")
         return cls(

@@ -1,28 +1,21 @@
-"""Helpers for the serving tests: small artifacts, generated request bodies, a real server subprocess."""
+"""Helpers for the serving tests: small artifacts and a real server subprocess (bodies: serving_requests)."""
 
-import base64
-import io
-import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import requests
 import torch
-from PIL import Image
 
 from dogbreed.model import HeadConfig, build_model, save_artifact
 from dogbreed.presets import PreprocessConfig
-from local_test.make_sample_data import BREEDS, make_image
+from local_test.make_sample_data import BREEDS
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS_NAMES = list(BREEDS[:4])
@@ -51,111 +44,6 @@ def write_artifact(model_dir: Path, *, seed: int = 0, winner: int | None = None)
         preprocess=PreprocessConfig(image_size=IMAGE_SIZE),
     )
     return model_dir
-
-
-def photo(index: int = 0, size: tuple[int, int] = (120, 90), seed: int = 0) -> Image.Image:
-    """A synthetic dog-breed-dataset photo; make_image knows six class looks."""
-    return make_image(index % 6, np.random.default_rng(seed), size)
-
-
-def encode(image: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def jpeg(index: int = 0, seed: int = 0, size: tuple[int, int] = (120, 90)) -> bytes:
-    return encode(photo(index, size, seed), "JPEG", quality=90)
-
-
-def png(index: int = 0, seed: int = 0) -> bytes:
-    return encode(photo(index, seed=seed), "PNG")
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=True)  # tests build hostile bodies too
-    return buffer.getvalue()
-
-
-def npy_header(*, shape: tuple[int, ...], descr: str = "|u1") -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def instances(*images: bytes) -> bytes:
-    return json.dumps({"instances": [{"b64": b64(i)} for i in images]}).encode()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height: refusable before a single pixel is allocated."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
-def padded_jpeg(total_bytes: int) -> bytes:
-    """A valid JPEG followed by filler up to total_bytes (decoders stop at the end-of-image marker)."""
-    data = jpeg(size=(500, 375))
-    return data + b"\0" * (total_bytes - len(data))
-
-
-MIB = 1024 * 1024
-
-
-def bad_requests() -> list[tuple[str, dict, bytes, int]]:
-    """(name, headers, body, expected status): every error class of /invocations."""
-    good, pickled = jpeg(), npy(np.array([object()], dtype=object))
-    huge_npy = npy_header(shape=(99_999, 99_999, 3)) + b"\0" * 64
-    jpg, js, xnpy = (
-        {"Content-Type": "image/jpeg"},
-        {"Content-Type": "application/json"},
-        {"Content-Type": "application/x-npy"},
-    )
-    return [
-        ("content-type text/csv", {"Content-Type": "text/csv"}, b"1,2,3", 415),
-        ("content-type missing", {}, good, 415),
-        ("content-type form (curl default)", {"Content-Type": "application/x-www-form-urlencoded"}, good, 415),
-        ("accept text/csv", {**jpg, "Accept": "text/csv"}, good, 406),
-        ("accept application/xml", {**jpg, "Accept": "application/xml, text/html;q=0.5"}, good, 406),
-        ("empty jpeg body", jpg, b"", 400),
-        ("empty json body", js, b"", 400),
-        ("garbage as jpeg", jpg, b"this is not an image at all", 400),
-        ("truncated jpeg", jpg, good[: len(good) // 2], 400),
-        ("truncated png", {"Content-Type": "image/png"}, png()[:200], 400),
-        ("corrupt jpeg data", jpg, good[:300] + bytes(range(256)) * 4, 400),
-        ("malformed json", js, b'{"instances": [', 400),
-        ("json not utf-8", js, b'{"image": "\xff\xfe"}', 400),
-        ("json nested too deep", js, b"[" * 100_000 + b"]" * 100_000, 400),
-        ("json unknown shape", js, b'{"pictures": []}', 400),
-        ("json instances not a list", js, b'{"instances": 7}', 400),
-        ("json instance not a string", js, b'{"instances": [{"b64": 7}]}', 400),
-        ("json bad base64", js, b'{"image": "not base64!!"}', 400),
-        ("json base64 of non-image", js, json.dumps({"image": b64(b"hello world")}).encode(), 400),
-        ("json no images", js, b'{"instances": []}', 400),
-        ("json too many images", js, json.dumps({"images": [b64(good)] * 257}).encode(), 413),
-        ("npy float32", xnpy, npy(np.zeros((8, 8, 3), np.float32)), 400),
-        ("npy HxW", xnpy, npy(np.zeros((8, 8), np.uint8)), 400),
-        ("npy HxWx4", xnpy, npy(np.zeros((8, 8, 4), np.uint8)), 400),
-        ("npy pickled object", xnpy, pickled, 400),
-        ("npy garbage", xnpy, b"\x93NUMPY garbage", 400),
-        ("npy truncated", xnpy, npy(np.zeros((8, 8, 3), np.uint8))[:-10], 400),
-        ("npy header claims 30 GB", xnpy, huge_npy, 400),
-        ("png decompression bomb", {"Content-Type": "image/png"}, png_header_only(30_000, 30_000), 413),
-        ("png over pixel limit", {"Content-Type": "image/png"}, png_header_only(8_000, 6_000), 413),
-        ("custom attribute top_k=abc", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=abc"}, good, 400),
-        ("custom attribute top_k=0", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}, good, 400),
-    ]
 
 
 def free_port() -> int:

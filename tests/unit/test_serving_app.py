@@ -6,20 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from serving_fixtures import (
-    CLASS_NAMES,
-    MIB,
-    REPO,
-    b64,
-    bad_requests,
-    instances,
-    jpeg,
-    npy,
-    padded_jpeg,
-    photo,
-    png,
-    write_artifact,
-)
+from serving_fixtures import CLASS_NAMES, REPO, write_artifact
+from serving_requests import MIB, b64, bad_requests, instances, jpeg, npy, padded_jpeg, photo, png
 
 from dogbreed.model import load_artifact
 from dogbreed.serving.app import create_app

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from serving_fixtures import b64, jpeg, npy, photo, png_header_only
+from serving_requests import b64, jpeg, npy, photo, png_header_only
 
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from dogbreed.serving import codecs

@@ -5,7 +5,8 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
-from serving_fixtures import CLASS_NAMES, IMAGE_SIZE, encode, jpeg, photo
+from serving_fixtures import CLASS_NAMES, IMAGE_SIZE
+from serving_requests import encode, jpeg, photo
 
 from dogbreed.errors import ServingError
 from dogbreed.model import Artifact, HeadConfig

@@ -2,7 +2,6 @@
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,18 +9,8 @@ import time
 import numpy as np
 import pytest
 import requests
-from serving_fixtures import (
-    CLASS_NAMES,
-    MIB,
-    REPO,
-    bad_requests,
-    instances,
-    jpeg,
-    padded_jpeg,
-    running_server,
-    wait_for_ping,
-    write_artifact,
-)
+from serving_fixtures import CLASS_NAMES, REPO, running_server, wait_for_ping, write_artifact
+from serving_requests import MIB, bad_requests, in_flight_request, instances, jpeg, padded_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def test_payload_limit_and_batch_over_http(base_dir, tmp_path):
         images = [jpeg(i, seed=i) for i in range(4)]
         batch = np.asarray(invoke(server, instances(*images), "application/json").json())
         singles = np.asarray([invoke(server, image).json()[0] for image in images])
-        np.testing.assert_allclose(batch, singles, atol=1e-5)
+        np.testing.assert_allclose(batch, singles, atol=1e-3)  # default precision auto: bf16 kernels per batch size
 
         parameters = requests.get(f"{server.url}/execution-parameters", timeout=2).json()
         assert parameters == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
@@ -86,35 +75,12 @@ def test_sigterm_answers_the_request_in_flight_then_exits(base_dir, tmp_path):
     body = jpeg()
     with running_server(base_dir, tmp_path / "server.log") as server:
         wait_for_ping(server)
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
-            head = (
-                "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            )
-            conn.sendall(head.encode() + body[:100])
-            time.sleep(0.5)  # the worker is now reading this request
-            stopped_at = time.monotonic()
-            server.process.send_signal(signal.SIGTERM)
-            time.sleep(1)
-            conn.sendall(body[100:])
-            response = _read_http_response(conn)
+        stopped_at = time.monotonic()
+        response = in_flight_request("127.0.0.1", server.port, body, lambda: server.process.send_signal(signal.SIGTERM))
         assert response.startswith(b"HTTP/1.1 200"), response[:200]
         assert len(json.loads(response.split(b"\r\n\r\n", 1)[1])[0]) == len(CLASS_NAMES)
         server.process.wait(30)
         assert time.monotonic() - stopped_at < 30
-
-
-def _read_http_response(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = int(
-        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-    )
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    return head + b"\r\n\r\n" + rest
 
 
 def test_missing_artifact_keeps_answering_503_with_the_reason(tmp_path):

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Precision benchmark: agreement with exact fp32 and forward speed of each inference variant, on a TRAINED model.
+
+Usage: .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR] [--photos N] [--seconds 3]
+
+  --model-dir  an artifact written by `train` (model.pt + model_config.json)
+  --held-out   a folder of images the model did not train on (e.g. the test/ split); default: freshly
+               generated images of the artifact's classes (local_test/make_sample_data.py, another seed)
+  --blended    also score N blends of two classes' generated images (near the decision boundary)
+  --photos     also score N re-cropped real photos (~500x375, bench/serve_bench.py's set): out of the
+               training distribution, so the model is less sure of them and rounding matters more
+
+Variants, all under inference_mode on the server's preprocessing (training's eval transform):
+  fp32                      exact reference (eager, contiguous)
+  fp32_channels_last        same maths, NHWC memory layout
+  bf16_autocast             channels_last, whole model under CPU bf16 autocast (the server's "bf16")
+  bf16_autocast_fp32_head   backbone under autocast, head (fc) and softmax in fp32
+  bf16_weights              whole model cast to bf16, bf16 input
+  bf16_weights_fp32_head    backbone cast to bf16, head in fp32
+For each set: top-1 agreement with fp32, max |Δp| over all classes, and batch-16 img/s. Last line:
+  <variant>=agree:<a>,max_dp:<d>,img_s:<r> ... (agreement over every scored image)
+"""
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dogbreed.model import load_artifact  # noqa: E402
+from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
+from dogbreed.serving import machine  # noqa: E402
+from local_test.make_sample_data import BREEDS, make_image  # noqa: E402
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # preprocessed batch → probabilities (fp32)
+
+
+def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    body, head = copy.deepcopy(model), copy.deepcopy(model.fc).float()
+    body.fc = torch.nn.Identity()
+    return body, head
+
+
+def variants(model: torch.nn.Module) -> dict[str, Forward]:
+    """Each variant as a function of a contiguous fp32 batch; models are prepared once, here."""
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    body, head = _split_head(cl)
+    pure = copy.deepcopy(cl).to(torch.bfloat16)
+    pure_body = copy.deepcopy(body).to(torch.bfloat16)
+
+    def run(net, head_net=None, *, autocast=False, dtype=torch.float32, layout=torch.channels_last) -> Forward:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+                out = net(x.to(dtype).contiguous(memory_format=layout))
+            out = head_net(out.float()) if head_net is not None else out
+            return torch.softmax(out.float(), dim=1)
+
+        return forward
+
+    return {
+        "fp32": run(model, layout=torch.contiguous_format),
+        "fp32_channels_last": run(cl),
+        "bf16_autocast": run(cl, autocast=True),
+        "bf16_autocast_fp32_head": run(body, head, autocast=True),
+        "bf16_weights": run(pure, dtype=torch.bfloat16),
+        "bf16_weights_fp32_head": run(pure_body, head, dtype=torch.bfloat16),
+    }
+
+
+def generated_images(class_count: int, per_class: int, seed: int = 7) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [make_image(c % len(BREEDS), rng, (320, 240)) for c in range(class_count) for _ in range(per_class)]
+
+
+def blended_images(class_count: int, count: int, seed: int = 11) -> list[Image.Image]:
+    """Two classes' images mixed half-and-half (weight 0.35-0.65): near the decision boundary, where
+    rounding can flip the top class."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        a, b = rng.choice(min(class_count, len(BREEDS)), size=2, replace=False)
+        first, second = make_image(int(a), rng, (320, 240)), make_image(int(b), rng, (320, 240))
+        images.append(Image.blend(first, second, float(rng.uniform(0.35, 0.65))))
+    return images
+
+
+def folder_images(folder: Path) -> list[Image.Image]:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return [Image.open(p) for p in paths]
+
+
+def real_photos(count: int) -> list[Image.Image]:
+    import io
+
+    from serve_bench import make_photos
+
+    return [Image.open(io.BytesIO(body)) for body in make_photos(count, None)]
+
+
+@torch.inference_mode()
+def probabilities(forward: Forward, batch: torch.Tensor) -> np.ndarray:
+    return torch.cat([forward(chunk) for chunk in batch.split(16)]).numpy()
+
+
+@torch.inference_mode()
+def rate(forward: Forward, batch: torch.Tensor, seconds: float) -> float:
+    x = batch[:16]
+    forward(x)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        forward(x)
+        done += len(x)
+    return done / (time.perf_counter() - started)
+
+
+def score(sets: dict[str, torch.Tensor], forwards: dict[str, Forward], seconds: float) -> dict[str, dict]:
+    """Per variant: agreement and max |Δp| per set and over all images, and batch-16 img/s."""
+    reference = {name: probabilities(forwards["fp32"], batch) for name, batch in sets.items()}
+    for name, ref in reference.items():
+        print(f"{name}: {len(ref)} images, fp32 predicts {len(set(ref.argmax(1)))} classes, "
+              f"median top-1 probability {np.median(ref.max(1)):.3f}")  # fmt: skip
+    results = {}
+    for variant, forward in forwards.items():
+        agree, diff, row = [], [], {}
+        for name, batch in sets.items():
+            probs = probabilities(forward, batch)
+            agree.append(probs.argmax(1) == reference[name].argmax(1))
+            diff.append(np.abs(probs - reference[name]).max())
+            row[name] = f"agree {agree[-1].mean():.4f} max_dp {diff[-1]:.4f}"
+        all_agree = np.concatenate(agree)
+        results[variant] = {"agree": all_agree.mean(), "n": all_agree.size, "max_dp": max(diff),
+                            "img_s": rate(forward, next(iter(sets.values())), seconds)}  # fmt: skip
+        print(
+            f"{variant:<24} {results[variant]['img_s']:6.1f} img/s  " + "  ".join(f"{k}: {v}" for k, v in row.items())
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--held-out", type=Path, help="folder of held-out images (default: generated)")
+    parser.add_argument("--per-class", type=int, default=40, help="generated held-out images per class")
+    parser.add_argument("--blended", type=int, default=240, help="two-class blends to score (0: none)")
+    parser.add_argument("--photos", type=int, default=256, help="real re-cropped photos to score (0: none)")
+    parser.add_argument("--seconds", type=float, default=3, help="timed seconds per variant")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(machine.usable_cpus())
+    artifact = load_artifact(args.model_dir)
+    transform = ClassificationPresetEval(config=artifact.preprocess)
+    held_out = (
+        folder_images(args.held_out) if args.held_out else generated_images(len(artifact.class_names), args.per_class)
+    )
+    image_sets = {"held_out": held_out} if held_out else {}
+    if args.blended:
+        image_sets["blended"] = blended_images(len(artifact.class_names), args.blended)
+    if args.photos:
+        image_sets["real_photos"] = real_photos(args.photos)
+    sets = {name: torch.stack([transform(decode_rgb(i, config=artifact.preprocess)) for i in images])
+            for name, images in image_sets.items()}  # fmt: skip
+    print(f"model {args.model_dir}: {len(artifact.class_names)} classes, {artifact.preprocess.image_size} px; "
+          f"{torch.get_num_threads()} threads, bf16 CPU: {machine.describe().cpu_has_bf16}")  # fmt: skip
+    results = score(sets, variants(artifact.model.eval()), args.seconds)
+    print(" ".join(f"{k}=agree:{r['agree']:.4f}/{r['n']},max_dp:{r['max_dp']:.4f},img_s:{r['img_s']:.1f}"
+                   for k, r in results.items()))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
