@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Everything the tests and the local workflow need on this machine: a Docker engine with
-# docker-compose, shellcheck, and .venv with requirements-dev.txt (re-installed when it changes).
+# docker-compose, shellcheck, docker-registry, and .venv with requirements-dev.txt (re-installed when it changes).
 # Usage: scripts/setup_dev.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/ensure_docker.sh"
 
-if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "setup_dev: installing shellcheck" >&2
+# Debian packages the tests use: shellcheck (lint) and docker-registry (the push tests' registry).
+missing=()
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup_dev: please install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup_dev: installing ${missing[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 venv="$root/.venv"
