@@ -24,7 +24,6 @@ For each set: top-1 agreement with fp32, max |Δp| over all classes, and batch-1
 import argparse
 import copy
 import sys
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,6 +35,7 @@ sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from serve_bench import throughput  # noqa: E402
 
 from dogbreed.model import load_artifact  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
@@ -112,17 +112,6 @@ def probabilities(forward: Forward, batch: torch.Tensor) -> np.ndarray:
     return torch.cat([forward(chunk) for chunk in batch.split(16)]).numpy()
 
 
-@torch.inference_mode()
-def rate(forward: Forward, batch: torch.Tensor, seconds: float) -> float:
-    x = batch[:16]
-    forward(x)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        forward(x)
-        done += len(x)
-    return done / (time.perf_counter() - started)
-
-
 def score(sets: dict[str, torch.Tensor], forwards: dict[str, Forward], seconds: float) -> dict[str, dict]:
     """Per variant: agreement and max |Δp| per set and over all images, and batch-16 img/s."""
     reference = {name: probabilities(forwards["fp32"], batch) for name, batch in sets.items()}
@@ -138,8 +127,9 @@ def score(sets: dict[str, torch.Tensor], forwards: dict[str, Forward], seconds: 
             diff.append(np.abs(probs - reference[name]).max())
             row[name] = f"agree {agree[-1].mean():.4f} max_dp {diff[-1]:.4f}"
         all_agree = np.concatenate(agree)
-        results[variant] = {"agree": all_agree.mean(), "n": all_agree.size, "max_dp": max(diff),
-                            "img_s": rate(forward, next(iter(sets.values())), seconds)}  # fmt: skip
+        with torch.inference_mode():
+            img_s = throughput(forward, next(iter(sets.values()))[:16], seconds)
+        results[variant] = {"agree": all_agree.mean(), "n": all_agree.size, "max_dp": max(diff), "img_s": img_s}
         print(
             f"{variant:<24} {results[variant]['img_s']:6.1f} img/s  " + "  ".join(f"{k}: {v}" for k, v in row.items())
         )

@@ -138,7 +138,8 @@ def _photo_batch(photos: list[bytes], config: PreprocessConfig) -> torch.Tensor:
 # ------------------------------------------------------------------------------ in-process figures
 
 
-def _rate(fn, batch: torch.Tensor, seconds: float) -> float:
+def throughput(fn, batch: torch.Tensor, seconds: float) -> float:
+    """Images per second of fn on batch, after two warm-up calls, over about `seconds`."""
     fn(batch)
     fn(batch)
     done, started = 0, time.perf_counter()
@@ -158,18 +159,18 @@ def raw_limit(model_dir: Path, batch_size: int, seconds: float) -> dict[str, flo
     cl = x.contiguous(memory_format=torch.channels_last)
     rates = {}
     with torch.inference_mode():
-        rates["fp32"] = _rate(model, x, seconds)
+        rates["fp32"] = throughput(model, x, seconds)
         model = model.to(memory_format=torch.channels_last)
-        rates["fp32_channels_last"] = _rate(model, cl, seconds)
+        rates["fp32_channels_last"] = throughput(model, cl, seconds)
 
         def autocast(batch):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model(batch)
 
         if machine.describe().cpu_has_bf16:
-            rates["bf16_autocast_channels_last"] = _rate(autocast, cl, seconds)
+            rates["bf16_autocast_channels_last"] = throughput(autocast, cl, seconds)
             pure = model.to(torch.bfloat16)
-            rates["bf16_weights_channels_last"] = _rate(pure, cl.to(torch.bfloat16), seconds)
+            rates["bf16_weights_channels_last"] = throughput(pure, cl.to(torch.bfloat16), seconds)
     return rates
 
 
