@@ -1,23 +1,26 @@
 """build_and_push.sh pushes to a real registry on 127.0.0.1, with ECR and STS served by moto over HTTP."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from conftest import ROOT, free_port, run
+from conftest import ROOT, run
+from loopback import free_port
+from moto_server import MotoServer, aws_environment
 
 SCRIPT = str(ROOT / "build_and_push.sh")
 VENV_BIN = Path(sys.executable).parent
 
+pytest_plugins = ["moto_server"]  # the moto_process fixture
+
 
 def wait_listening(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
-    import socket
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, f"{process.args} exited {process.returncode}"
@@ -46,25 +49,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def aws_env() -> Iterator[dict[str, str]]:
-    """moto_server on loopback as AWS; the environment that points boto3 and the aws CLI at it."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_listening(port, process)
-    yield {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
-    process.terminate()
-    process.wait(timeout=10)
+def aws_env(moto_process: MotoServer) -> dict[str, str]:
+    """moto on loopback as AWS, emptied; the environment that points boto3 and the aws CLI at it."""
+    moto_process.fresh()
+    return aws_environment(moto_process.url)
 
 
 def push(env: dict[str, str], *, path: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

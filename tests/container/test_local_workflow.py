@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port, run, wait_for_ping
+from conftest import ROOT, run, wait_for_ping
+from loopback import free_port
 
 TEST_DIR = ROOT / "local_test" / "test_dir"
 SAMPLE = ROOT / "local_test" / "sample_dog.jpg"

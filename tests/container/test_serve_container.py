@@ -4,7 +4,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -12,8 +11,6 @@ import numpy as np
 import pytest
 import requests
 from conftest import ROOT, run, serving, wait_for_ping
-
-sys.path.insert(0, str(ROOT / "tests" / "unit"))  # the request corpus is shared with the unit tests
 from serving_requests import MIB, bad_requests, in_flight_request, instances, jpeg, padded_jpeg
 
 SAMPLE = ROOT / "local_test" / "sample_dog.jpg"  # drawn like class 001.Affenpinscher → breed 1

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from conftest import QUICK_HYPERPARAMETERS, docker_train, free_port, make_opt_ml, run
+from conftest import QUICK_HYPERPARAMETERS, docker_train, make_opt_ml, run
+from loopback import free_port
 
 SIGTERM_EXIT = 143  # dogbreed.train.EXIT_STOPPED: 128 + SIGTERM
 HOSTS = ("algo-1", "algo-2")

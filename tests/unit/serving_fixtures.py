@@ -1,7 +1,6 @@
 """Helpers for the serving tests: small artifacts and a real server subprocess (bodies: serving_requests)."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import requests
 import torch
+from loopback import free_port
 
 from dogbreed.model import HeadConfig, build_model, save_artifact
 from dogbreed.presets import PreprocessConfig
@@ -44,12 +44,6 @@ def write_artifact(model_dir: Path, *, seed: int = 0, winner: int | None = None)
         preprocess=PreprocessConfig(image_size=IMAGE_SIZE),
     )
     return model_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from moto_server import MotoServer, aws_environment, free_port
+from loopback import free_port
+from moto_server import MotoServer, aws_environment
 from orchestrate_support import IMAGE, REPO, REQUIRED, ROLE, Result, run_cli, upload_sample_data
 
 pytest_plugins = ["moto_server"]  # the moto_process / aws fixtures

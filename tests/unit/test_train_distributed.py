@@ -2,7 +2,8 @@
 
 import re
 
-from train_support import FAST, free_port, write_tree
+from loopback import free_port
+from train_support import FAST, write_tree
 
 HOSTS = ["algo-2", "algo-1"]  # SageMaker does not promise order; the master is the first after sorting
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 import torch
-from train_support import free_port, wait_for
+from loopback import free_port
+from train_support import wait_for
 
 from dogbreed import train
 from dogbreed.distributed import available_cores, local_processes

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -68,13 +67,6 @@ def start_train(base: Path, **extra: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def free_port() -> int:
-    """A port for torch.distributed's rendezvous (MASTER_PORT), so concurrent tests do not collide."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(path_glob: str, base: Path, timeout: float = 120) -> None:
