@@ -8,7 +8,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -77,12 +77,10 @@ class Cluster:
         return box[0]
 
 
-def master_address(env: TrainingEnv, environ: Mapping[str, str]) -> tuple[str, int]:
-    """The master host (SageMaker resolves algo-1 …), loopback on one host; SM_/MASTER_ADDR/PORT override it."""
+def master_address(env: TrainingEnv) -> tuple[str, int]:
+    """The master host (SageMaker resolves algo-1 …), loopback on one host, unless the environment overrides it."""
     default = env.hosts[0] if len(env.hosts) > 1 else "127.0.0.1"
-    address = environ.get("SM_MASTER_ADDR") or environ.get("MASTER_ADDR") or default
-    port = int(environ.get("SM_MASTER_PORT") or environ.get("MASTER_PORT") or DEFAULT_PORT)
-    return address, port
+    return env.master_addr or default, env.master_port or DEFAULT_PORT
 
 
 def available_cores() -> int:
@@ -109,7 +107,7 @@ def local_processes(requested: int, cuda_devices: int, cores: int) -> int:
 
 
 @contextlib.contextmanager
-def cluster(env: TrainingEnv, environ: Mapping[str, str] = os.environ, local: Local = ONE_PROCESS) -> Iterator[Cluster]:
+def cluster(env: TrainingEnv, local: Local = ONE_PROCESS) -> Iterator[Cluster]:
     """Join the process group when the job has several processes (hosts * local processes); leave it afterwards."""
     device = torch.device("cuda", local.rank) if torch.cuda.is_available() else CPU
     if device.type == "cuda":
@@ -119,7 +117,7 @@ def cluster(env: TrainingEnv, environ: Mapping[str, str] = os.environ, local: Lo
         yield Cluster(device=device)
         return
     rank = env.hosts.index(env.current_host) * local.size + local.rank
-    address, port = master_address(env, environ)
+    address, port = master_address(env)
     if env.network_interface:  # SageMaker names the interface hosts talk over (eth0)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", env.network_interface)
         os.environ.setdefault("NCCL_SOCKET_IFNAME", env.network_interface)

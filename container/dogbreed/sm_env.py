@@ -103,6 +103,9 @@ class TrainingEnv:
     network_interface: str | None = None
     checkpoint_dir: Path | None = None
     debughook_config: Path | None = None
+    # torch.distributed rendezvous overrides (SM_/MASTER_ADDR, SM_/MASTER_PORT); None: master host, default port
+    master_addr: str | None = None
+    master_port: int | None = None
 
     @property
     def is_master(self) -> bool:
@@ -125,6 +128,8 @@ class TrainingEnv:
             network_interface=resources.get("network_interface_name"),
             checkpoint_dir=Path(checkpoint.get("LocalPath") or paths.default_checkpoint_dir),
             debughook_config=Path(debug_config) if Path(debug_config).is_file() else None,
+            master_addr=environ.get("SM_MASTER_ADDR") or environ.get("MASTER_ADDR") or None,
+            master_port=_int_env(environ, "SM_MASTER_PORT", None) or _int_env(environ, "MASTER_PORT", None),
         )
 
 

@@ -57,21 +57,21 @@ def launch(environ: Mapping[str, str]) -> None:
     log.info("hyperparameters: %s", hps.as_dict())
     processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), available_cores())
     if processes == 1:
-        run(env, hps, environ)
+        run(env, hps)
         return
     log.info("starting %d training processes per host: world size %d", processes, processes * len(env.hosts))
-    run_local_workers(worker, (env, hps, dict(environ), processes), processes)
+    run_local_workers(worker, (env, hps, processes), processes)
 
 
-def worker(local_rank: int, env: TrainingEnv, hps: Hyperparameters, environ: dict[str, str], processes: int) -> None:
+def worker(local_rank: int, env: TrainingEnv, hps: Hyperparameters, processes: int) -> None:
     """One of several training processes on this host (spawned); local ranks > 0 log warnings and errors only."""
     configure_logging(logging.INFO if local_rank == 0 else logging.WARNING)
-    run(env, hps, environ, Local(local_rank, processes))
+    run(env, hps, Local(local_rank, processes))
 
 
-def run(env: TrainingEnv, hps: Hyperparameters, environ: Mapping[str, str], local: Local = ONE_PROCESS) -> None:
+def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> None:
     """The job, step by step."""
-    with cluster(env, environ, local) as node, stop_on_sigterm() as stop:
+    with cluster(env, local) as node, stop_on_sigterm() as stop:
         torch.manual_seed(hps.seed)
         torch.set_num_threads(choose_threads(hps.threads, local.size))
         splits = data.load_splits(data.find_splits(env.channels))
