@@ -11,12 +11,10 @@ Usage: .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR
                training distribution, so the model is less sure of them and rounding matters more
 
 Variants, all under inference_mode on the server's preprocessing (training's eval transform):
-  fp32                      exact reference (eager, contiguous)
-  fp32_channels_last        same maths, NHWC memory layout
-  bf16_autocast             channels_last, whole model under CPU bf16 autocast (the server's "bf16")
-  bf16_autocast_fp32_head   backbone under autocast, head (fc) and softmax in fp32
-  bf16_weights              whole model cast to bf16, bf16 input
-  bf16_weights_fp32_head    backbone cast to bf16, head in fp32
+  fp32                 exact reference: the eager model as trained (contiguous)
+  served_fp32          the server's fp32: batch norm folded into the convolutions, channels_last
+  served_bf16          the server's bf16: the same folded model cast to bf16
+  bf16_autocast        the unfolded model under CPU bf16 autocast, channels_last (the usual recipe)
 For each set: top-1 agreement with fp32, max |Δp| over all classes, and batch-16 img/s. Last line:
   <variant>=agree:<a>,max_dp:<d>,img_s:<r> ... (agreement over every scored image)
 """
@@ -40,40 +38,29 @@ from serve_bench import throughput  # noqa: E402
 from dogbreed.model import load_artifact  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
 from dogbreed.serving import machine  # noqa: E402
+from dogbreed.serving.predictor import DTYPES, prepare_for_inference  # noqa: E402
 from local_test.make_sample_data import BREEDS, make_image  # noqa: E402
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # preprocessed batch → probabilities (fp32)
 
 
-def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    body, head = copy.deepcopy(model), copy.deepcopy(model.fc).float()
-    body.fc = torch.nn.Identity()
-    return body, head
-
-
 def variants(model: torch.nn.Module) -> dict[str, Forward]:
     """Each variant as a function of a contiguous fp32 batch; models are prepared once, here."""
-    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    body, head = _split_head(cl)
-    pure = copy.deepcopy(cl).to(torch.bfloat16)
-    pure_body = copy.deepcopy(body).to(torch.bfloat16)
+    served = {precision: prepare_for_inference(model, precision, "cpu") for precision in DTYPES}
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
-    def run(net, head_net=None, *, autocast=False, dtype=torch.float32, layout=torch.channels_last) -> Forward:
+    def run(net, dtype=torch.float32, layout=torch.channels_last, autocast=False) -> Forward:
         def forward(x: torch.Tensor) -> torch.Tensor:
             with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
                 out = net(x.to(dtype).contiguous(memory_format=layout))
-            out = head_net(out.float()) if head_net is not None else out
             return torch.softmax(out.float(), dim=1)
 
         return forward
 
     return {
         "fp32": run(model, layout=torch.contiguous_format),
-        "fp32_channels_last": run(cl),
-        "bf16_autocast": run(cl, autocast=True),
-        "bf16_autocast_fp32_head": run(body, head, autocast=True),
-        "bf16_weights": run(pure, dtype=torch.bfloat16),
-        "bf16_weights_fp32_head": run(pure_body, head, dtype=torch.bfloat16),
+        **{f"served_{precision}": run(net, DTYPES[precision]) for precision, net in served.items()},
+        "bf16_autocast": run(channels_last, autocast=True),
     }
 
 

@@ -7,7 +7,8 @@ Usage: .venv/bin/python bench/serve_bench.py [--images 256] [--seconds 10] [--co
 On the same ResNet50 (133 classes, 224 px; ImageNet backbone when its weights are cached, else random
 init) and the same JPEG photos (~500x375; real photos shipped with installed packages, re-cropped, or
 your own with --photos), it measures:
-  limit      best in-process forward throughput (no HTTP, no decode) over fp32 / channels_last / bf16
+  limit      best in-process forward throughput (no HTTP, no decode): eager fp32 and the server's prepared
+             fp32 / bf16 models (folded batch norm, channels_last)
   serve      the real launcher (container/bin/serve, as in the image) driven by concurrent keep-alive
              clients at each concurrency: throughput and p50/p95/p99 latency
   naive      bench/naive_server.py (Flask + Pillow + torchvision + fp32 eager, batch 1) on gunicorn
@@ -43,7 +44,7 @@ from PIL import Image  # noqa: E402
 from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact  # noqa: E402
 from dogbreed.presets import PreprocessConfig  # noqa: E402
 from dogbreed.serving import codecs, machine  # noqa: E402
-from dogbreed.serving.predictor import Predictor, PredictorConfig  # noqa: E402
+from dogbreed.serving.predictor import DTYPES, Predictor, PredictorConfig, prepare_for_inference  # noqa: E402
 
 NUM_CLASSES = 133
 PHOTO_SIZE = (500, 375)
@@ -150,27 +151,20 @@ def throughput(fn, batch: torch.Tensor, seconds: float) -> float:
 
 
 def raw_limit(model_dir: Path, batch_size: int, seconds: float) -> dict[str, float]:
-    """img/s of the bare model per variant at batch_size: no HTTP, no decode."""
+    """img/s of the bare model at batch_size, no HTTP, no decode: eager fp32, and each precision the server
+    can prepare (prepare_for_inference) on this machine."""
     from dogbreed.model import load_artifact
 
     torch.set_num_threads(machine.usable_cpus())
-    model = load_artifact(model_dir).model
+    model = load_artifact(model_dir).model.eval()
     x = torch.randn(batch_size, 3, 224, 224)
-    cl = x.contiguous(memory_format=torch.channels_last)
-    rates = {}
+    precisions = ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]
     with torch.inference_mode():
-        rates["fp32"] = throughput(model, x, seconds)
-        model = model.to(memory_format=torch.channels_last)
-        rates["fp32_channels_last"] = throughput(model, cl, seconds)
-
-        def autocast(batch):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return model(batch)
-
-        if machine.describe().cpu_has_bf16:
-            rates["bf16_autocast_channels_last"] = throughput(autocast, cl, seconds)
-            pure = model.to(torch.bfloat16)
-            rates["bf16_weights_channels_last"] = throughput(pure, cl.to(torch.bfloat16), seconds)
+        rates = {"eager_fp32": throughput(model, x, seconds)}
+        for precision in precisions:
+            served = prepare_for_inference(model, precision, "cpu")
+            batch = x.to(DTYPES[precision]).contiguous(memory_format=torch.channels_last)
+            rates[f"served_{precision}"] = throughput(served, batch, seconds)
     return rates
 
 

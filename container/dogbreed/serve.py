@@ -8,11 +8,11 @@ Environment (SageMaker's names first, then ours):
   SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (default 6)
   SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS  batch transform
   DOGBREED_PRECISION                  auto (default: bf16 where the hardware runs it natively, else
-                                      fp32) | bf16 (channels_last + bf16 autocast, ~3x faster on CPUs
-                                      with AVX-512-BF16/AMX) | fp32 (exact eager model). Agreement
-                                      figures: dogbreed.serving.predictor.
+                                      fp32) | bf16 (~2.5x fp32 on CPUs with AVX-512-BF16/AMX) | fp32
+                                      (fp32 answers). Both fold batch norm and run channels_last;
+                                      agreement figures: dogbreed.serving.predictor.
   DOGBREED_MAX_BATCH_SIZE             images per forward pass in dynamic batching (default 16)
-  DOGBREED_MAX_BATCH_DELAY_MS         longest wait for requests already arriving (default 5; 0: none)
+  DOGBREED_MAX_BATCH_DELAY_MS         longest wait for callers being decoded or coming back (default 20)
   DOGBREED_TORCH_THREADS              compute threads per worker (default cores // workers)
   DOGBREED_HTTP_THREADS               concurrent requests per worker (default 2 x max batch size)
   DOGBREED_MAX_IMAGE_PIXELS           largest image accepted, width x height (default 40 000 000)

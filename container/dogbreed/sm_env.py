@@ -170,9 +170,9 @@ class ServingEnv:
     batch_strategy: str = "MULTI_RECORD"
     max_concurrent_transforms: int = 1
     # Our own serving knobs (DOGBREED_*), documented in dogbreed.serve.
-    precision: str = "auto"  # auto: bf16 where native, else fp32; bf16: AVX-512-BF16/AMX or GPU; fp32: exact
+    precision: str = "auto"  # auto: bf16 where native, else fp32; bf16: AVX-512-BF16/AMX or GPU; fp32
     max_batch_size: int = 16  # dynamic batching: most images per forward pass
-    max_batch_delay_ms: int = 5  # how long a batch waits for requests already being decoded
+    max_batch_delay_ms: int = 20  # how long a batch waits for callers being decoded or coming back
     torch_threads: int | None = None  # per worker; None: cores // workers
     http_threads: int | None = None  # concurrent requests per worker; None: 2 * max_batch_size
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -200,7 +200,7 @@ class ServingEnv:
             max_concurrent_transforms=_int_env(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1),
             precision=precision,
             max_batch_size=_int_env(environ, "DOGBREED_MAX_BATCH_SIZE", 16),
-            max_batch_delay_ms=_int_env(environ, "DOGBREED_MAX_BATCH_DELAY_MS", 5, minimum=0),
+            max_batch_delay_ms=_int_env(environ, "DOGBREED_MAX_BATCH_DELAY_MS", 20, minimum=0),
             torch_threads=_int_env(environ, "DOGBREED_TORCH_THREADS", None),
             http_threads=_int_env(environ, "DOGBREED_HTTP_THREADS", None),
             max_image_pixels=_int_env(environ, "DOGBREED_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),

@@ -52,6 +52,34 @@ def test_concurrent_callers_share_batches_and_get_their_own_results():
     assert all(len(batch) <= 8 for batch in batches)
 
 
+def test_steady_callers_with_a_round_trip_are_gathered_into_full_batches():
+    """Callers that come back a few ms after their answer (an HTTP round trip the batcher cannot see)
+    are waited for, instead of alternating a partial batch with the rest."""
+    callers, rounds = 6, 8
+    batches = []
+
+    def run(payloads):
+        batches.append(len(payloads))
+        time.sleep(0.03)  # the forward pass
+        return payloads
+
+    batcher = DynamicBatcher(run, max_batch_size=callers, max_delay_s=0.2)
+
+    def client(i):
+        for _ in range(rounds):
+            time.sleep(0.005 * (1 + i % 3))  # round trip before the next request, differing per client
+            call(batcher, i)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    assert sum(batches) == callers * rounds
+    assert len(batches) <= rounds + 2, batches  # alternating partial batches would take ~2 x rounds
+
+
 def test_batches_respect_max_size_and_oversized_jobs_run_alone():
     batcher, batches = recording_batcher(max_batch_size=2, max_delay_s=0.0)
     with batcher.slot() as a, batcher.slot() as b, batcher.slot() as c:

@@ -42,7 +42,17 @@ def images(count):
     return [codecs.open_image(jpeg(i, seed=i, size=(160, 120)), LIMITS) for i in range(count)]
 
 
-def test_fp32_is_exact_and_batches_split_into_chunks(fp32):
+def test_fp32_matches_the_eager_model_it_was_folded_from(fp32):
+    import torch
+
+    sample = images(5)
+    eager = artifact().model.eval()
+    with torch.inference_mode():
+        expected = torch.softmax(eager(fp32.preprocess(sample)), dim=1).numpy()
+    np.testing.assert_allclose(fp32.predict(sample), expected, atol=1e-5)
+
+
+def test_fp32_batches_split_into_chunks(fp32):
     assert fp32.precision == "fp32"
     batch = fp32.predict(images(6))  # 6 images, max batch 4: two forward chunks
     singles = np.concatenate([fp32.predict([image]) for image in images(6)])

@@ -2,8 +2,12 @@
 
 A caller first takes a slot (announcing a job is coming), prepares its payload (e.g. decodes images)
 in its own thread, then submits it. The batch runner takes every job already queued, and waits at
-most `max_delay_s` longer only while other callers hold slots — so a lone request never waits and
-concurrent ones share a forward pass (TorchServe's batchSize / maxBatchDelay, without the idle wait).
+most `max_delay_s` longer while other callers hold slots, or until the callers of the previous batch
+are back: under steady load, callers just answered come straight back (their round trip is invisible
+to the server), and running without them splits the load into alternating partial batches. The
+expected count is the previous batch plus what queued while it ran, so a lone caller never waits
+and concurrent ones share a forward pass (TorchServe's batchSize / maxBatchDelay, without its idle
+wait at low load).
 """
 
 import logging
@@ -60,6 +64,7 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._announced = 0  # slots taken whose job is not queued yet
+        self._previous_batch_size = 0  # items in the last batch run: callers likely to return
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -95,12 +100,13 @@ class DynamicBatcher:
 
     def _take(self) -> list[_Job] | None:
         with self._cond:
+            expected = min(self.max_batch_size, self._previous_batch_size + self._queued())
             while not self._jobs and not self._closed:
                 self._cond.wait()
             if not self._jobs:
                 return None
             deadline = time.monotonic() + self.max_delay_s
-            while self._announced and sum(j.size for j in self._jobs) < self.max_batch_size:
+            while self._worth_waiting(expected):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -110,7 +116,15 @@ class DynamicBatcher:
             while self._jobs and size + self._jobs[0].size <= self.max_batch_size:
                 size += self._jobs[0].size
                 batch.append(self._jobs.popleft())
+            self._previous_batch_size = size
             return batch
+
+    def _queued(self) -> int:
+        return sum(job.size for job in self._jobs)
+
+    def _worth_waiting(self, expected: int) -> bool:
+        queued = self._queued()
+        return queued < self.max_batch_size and (self._announced > 0 or queued < expected)
 
     def _loop(self) -> None:
         if self._on_start is not None:

@@ -4,34 +4,35 @@ Never imports Flask: images in, an N x C array of class probabilities out. A req
 image is a ServingError (400). Forward passes run only on the dynamic batcher's thread, so concurrent
 requests share them and one set of compute threads serves the worker.
 
-Precision, chosen at start-up: "fp32" is the exact eager model; "bf16" runs channels_last under bf16
-autocast (CPU with AVX-512-BF16/AMX, or a GPU); "auto" picks bf16 where the hardware runs it natively.
-The server's default is auto (DOGBREED_PRECISION=fp32 for exact answers), from bench/precision_bench.py
-on a ResNet50 trained by `train` (224 px, 6 generated classes, 4 epochs from random init, test_acc 0.83),
-top-1 agreement / max |p - p_fp32| over all classes, vs exact fp32:
-  variant                      240 held-out images   240 two-class blends (near the decision boundary)
-  fp32 channels_last           1.000 / 0.0000        1.000 / 0.0000
-  bf16 autocast (this "bf16")  1.000 / 0.0130        1.000 / 0.0228
-  bf16 autocast, fp32 head     1.000 / 0.0131        1.000 / 0.0232
-  bf16 weights                 1.000 / 0.0151        1.000 / 0.0431
-  bf16 weights, fp32 head      1.000 / 0.0142        1.000 / 0.0420
-Autocast meets issue 6's bar on held-out images (>= 99 % top-1, probabilities within 0.02) with the
-smallest error of the bf16 variants; on deliberately ambiguous blends its top-1 still agrees everywhere
-but probabilities drift up to 0.023. Pure bf16 weights are ~20 % faster (ENVIRONMENT.md: ~78 vs ~63
-img/s) with twice the error, so they are not used.
+Precision, chosen at start-up: "fp32" or "bf16" ("auto": bf16 where the hardware runs it natively).
+Either way the model is prepared once (prepare_for_inference): batch norm folded into the convolutions
+(torch.fx), channels_last; "bf16" then casts the folded weights to bf16, which computes the same as
+bf16 autocast on the folded model without re-casting every weight on every forward. Figures from
+bench/precision_bench.py, on a ResNet50 trained by `train` (224 px, 6 generated classes, 4 epochs from
+random init, test_acc 0.83): top-1 agreement / max |p - p_fp32| over all classes vs the eager fp32 model,
+and batch-16 img/s on 2 AVX-512-BF16 cores:
+  variant                          240 held-out images   240 two-class blends   img/s
+  fp32 eager (reference)           1.000 / 0              1.000 / 0              20
+  served fp32 (folded, NHWC)       1.000 / <0.0001        1.000 / <0.0001        31
+  served bf16 (folded, bf16)       1.000 / 0.0116         1.000 / 0.0338         69-78
+  bf16 autocast, unfolded          1.000 / 0.0130         1.000 / 0.0228         60-66
+The served bf16 meets issue 6's bar on held-out images (>= 99 % top-1, probabilities within 0.02); on
+deliberately ambiguous blends (near the decision boundary) top-1 still agrees everywhere but
+probabilities drift up to 0.034. DOGBREED_PRECISION=fp32 gives fp32 answers (to fp32 rounding).
 """
 
 import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.fx.experimental.optimization import fuse
 
 from ..errors import PayloadTooLarge, ServingError
 from ..model import Artifact, load_artifact
@@ -41,12 +42,14 @@ from .batching import DynamicBatcher
 
 log = logging.getLogger(__name__)
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    precision: str = "fp32"  # fp32 (exact) | bf16 | auto; the server passes ServingEnv's (default auto)
+    precision: str = "fp32"  # fp32 | bf16 | auto; the server passes ServingEnv's (default auto)
     max_batch_size: int = 16
-    max_batch_delay_ms: float = 5
+    max_batch_delay_ms: float = 20
     torch_threads: int | None = None  # intra-op threads of this process; None: torch's default
     timeout_s: float = 60  # a request's inference deadline (503 after it)
     jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
@@ -60,6 +63,11 @@ def resolve_precision(requested: str, *, device: str, cpu_has_bf16: bool) -> str
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_bf16 and torch.backends.mkldnn.is_available() else "fp32"
+
+
+def prepare_for_inference(model: torch.nn.Module, precision: str, device: str) -> torch.nn.Module:
+    """A copy of the eval model with batch norm folded into the convolutions, channels_last, in fp32 or bf16."""
+    return fuse(model.eval()).to(device, dtype=DTYPES[precision], memory_format=torch.channels_last)
 
 
 def _set_threads(count: int | None) -> None:
@@ -84,8 +92,8 @@ class Predictor:
         if cpu_has_bf16 is None:
             cpu_has_bf16 = machine.describe().cpu_has_bf16
         self.precision = resolve_precision(config.precision, device=self.device, cpu_has_bf16=cpu_has_bf16)
-        self._memory_format = torch.channels_last if self.precision == "bf16" else torch.contiguous_format
-        self._model = artifact.model.eval().to(self.device, memory_format=self._memory_format)
+        self._model = prepare_for_inference(artifact.model, self.precision, self.device)
+        self._dtype = DTYPES[self.precision]
         self._batcher = DynamicBatcher(
             self._run_batch,
             max_batch_size=config.max_batch_size,
@@ -138,12 +146,9 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """Probabilities for preprocessed images, in chunks of at most max_batch_size."""
-        autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
         outputs = []
         for chunk in batch.split(self.config.max_batch_size):
-            x = chunk.to(self.device, memory_format=self._memory_format)
-            with autocast:
-                logits = self._model(x)
+            logits = self._model(chunk.to(self.device, self._dtype, memory_format=torch.channels_last))
             outputs.append(torch.softmax(logits.float(), dim=1).cpu())
         return torch.cat(outputs).numpy()
 
