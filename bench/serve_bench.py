@@ -7,8 +7,10 @@ Usage: .venv/bin/python bench/serve_bench.py [--images 256] [--seconds 10] [--co
 On the same ResNet50 (133 classes, 224 px; ImageNet backbone when its weights are cached, else random
 init) and the same JPEG photos (~500x375; real photos shipped with installed packages, re-cropped, or
 your own with --photos), it measures:
-  limit      best in-process forward throughput (no HTTP, no decode): eager fp32 and the server's prepared
-             fp32 / bf16 models (folded batch norm, channels_last)
+  limit      best in-process forward throughput at batch 16 (no HTTP, no decode) of eager fp32 and the
+             server's prepared fp32 / bf16 models; the fastest is measured again just before and just
+             after the top concurrency level (server idle), and the higher of the two is the limit:
+             this shared machine's speed drifts by 10-20 % within minutes
   serve      the real launcher (container/bin/serve, as in the image) driven by concurrent keep-alive
              clients at each concurrency: throughput and p50/p95/p99 latency
   naive      bench/naive_server.py (Flask + Pillow + torchvision + fp32 eager, batch 1) on gunicorn
@@ -47,6 +49,7 @@ from dogbreed.serving import codecs, machine  # noqa: E402
 from dogbreed.serving.predictor import DTYPES, Predictor, PredictorConfig, prepare_for_inference  # noqa: E402
 
 NUM_CLASSES = 133
+BATCH = 16  # the server's default max batch size
 PHOTO_SIZE = (500, 375)
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "brick.png",
                   "grass.png", "gravel.png", "camera.png")  # fmt: skip
@@ -150,22 +153,24 @@ def throughput(fn, batch: torch.Tensor, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def raw_limit(model_dir: Path, batch_size: int, seconds: float) -> dict[str, float]:
-    """img/s of the bare model at batch_size, no HTTP, no decode: eager fp32, and each precision the server
-    can prepare (prepare_for_inference) on this machine."""
+def limit_models(model_dir: Path, batch_size: int) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+    """The bare model and a ready input of batch_size, no HTTP, no decode: eager fp32, and each precision
+    the server can prepare (prepare_for_inference) on this machine."""
     from dogbreed.model import load_artifact
 
     torch.set_num_threads(machine.usable_cpus())
     model = load_artifact(model_dir).model.eval()
     x = torch.randn(batch_size, 3, 224, 224)
-    precisions = ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]
-    with torch.inference_mode():
-        rates = {"eager_fp32": throughput(model, x, seconds)}
-        for precision in precisions:
-            served = prepare_for_inference(model, precision, "cpu")
-            batch = x.to(DTYPES[precision]).contiguous(memory_format=torch.channels_last)
-            rates[f"served_{precision}"] = throughput(served, batch, seconds)
-    return rates
+    models = {"eager_fp32": (model, x)}
+    for precision in ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]:
+        served = prepare_for_inference(model, precision, "cpu")
+        models[f"served_{precision}"] = (served, x.to(DTYPES[precision]).contiguous(memory_format=torch.channels_last))
+    return models
+
+
+@torch.inference_mode()
+def forward_rate(model: torch.nn.Module, batch: torch.Tensor, seconds: float = 4) -> float:
+    return throughput(model, batch, seconds)
 
 
 def decode_and_single_forward_ms(model_dir: Path, photos: list[bytes], precision: str) -> tuple[float, float, str]:
@@ -277,14 +282,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_runs(base: Path, photos, levels, seconds, extra_env) -> tuple[list[dict], np.ndarray]:
+def serve_runs(base: Path, photos, levels, seconds, extra_env, *, probe_limit) -> tuple[list, list, np.ndarray]:
+    """The real server at each concurrency level; the limit is probed (in this process, server idle)
+    right before and right after the highest level, so the two are compared on the same machine state."""
     port = _free_port()
     env = {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "PYTHONPATH": str(REPO / "container"), **extra_env}  # fmt: skip
     with server([sys.executable, str(REPO / "container" / "bin" / "serve")], env, port, base / "serve.log"):
-        runs = [drive(port, photos, c, seconds) for c in levels]
+        runs = [drive(port, photos, c, seconds) for c in levels[:-1]]
+        limits = [probe_limit()]
+        runs.append(drive(port, photos, levels[-1], seconds))
+        limits.append(probe_limit())
         answers = all_answers(port, photos)
-    return runs, answers
+    return runs, limits, answers
 
 
 def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
@@ -346,9 +356,10 @@ def main(argv: list[str] | None = None) -> int:
               f"torch {torch.__version__}; model: ResNet50 {classes} classes, {backbone}; "
               f"{len(photos)} JPEGs {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, median {size_kib:.0f} KiB")  # fmt: skip
 
-        limits = raw_limit(base / "model", batch_size=16, seconds=4)
-        limit = max(limits.values())
-        print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in limits.items()) + " img/s (batch 16)")
+        models = limit_models(base / "model", BATCH)
+        rates = {name: forward_rate(*model) for name, model in models.items()}
+        print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in rates.items()) + f" img/s (batch {BATCH})")
+        fastest = max(rates, key=rates.get)
         decode_ms, forward_ms, precision = decode_and_single_forward_ms(
             base / "model",
             photos,
@@ -357,8 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
         reference = fp32_reference(base / "model", photos)
 
-        serve, answers = serve_runs(base, photos, levels, args.seconds, extra_env)
+        serve, probes, answers = serve_runs(
+            base, photos, levels, args.seconds, extra_env, probe_limit=lambda: forward_rate(*models[fastest])
+        )
         _table("serve", serve)
+        limit = max(probes)  # the higher, so the ratio errs against the server
+        print(f"limit    {fastest} just before / after c{levels[-1]}: {probes[0]:.1f} / {probes[1]:.1f} img/s")
         naive = naive_runs(base, photos, [levels[0], levels[-1]], args.seconds)
         _table("naive", naive)
 
