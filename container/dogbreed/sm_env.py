@@ -174,6 +174,7 @@ class ServingEnv:
     max_batch_size: int = 16  # dynamic batching: most images per forward pass
     max_batch_delay_ms: int = 20  # how long a batch waits for callers being decoded or coming back
     torch_threads: int | None = None  # per worker; None: cores // workers
+    streams: int | None = None  # concurrent batches per worker; None: one per torch thread on CPU, 1 on GPU
     http_threads: int | None = None  # concurrent requests per worker; None: 2 * max_batch_size
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
@@ -202,6 +203,7 @@ class ServingEnv:
             max_batch_size=_int_env(environ, "DOGBREED_MAX_BATCH_SIZE", 16),
             max_batch_delay_ms=_int_env(environ, "DOGBREED_MAX_BATCH_DELAY_MS", 20, minimum=0),
             torch_threads=_int_env(environ, "DOGBREED_TORCH_THREADS", None),
+            streams=_int_env(environ, "DOGBREED_STREAMS", None),
             http_threads=_int_env(environ, "DOGBREED_HTTP_THREADS", None),
             max_image_pixels=_int_env(environ, "DOGBREED_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         )

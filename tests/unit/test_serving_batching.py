@@ -80,6 +80,43 @@ def test_steady_callers_with_a_round_trip_are_gathered_into_full_batches():
     assert len(batches) <= rounds + 2, batches  # alternating partial batches would take ~2 x rounds
 
 
+def test_two_streams_compute_at_once_under_load_and_a_lone_caller_still_never_waits():
+    callers, rounds = 8, 6
+    running, overlap, sizes = [0], [0], []
+    lock = threading.Lock()
+
+    def run(payloads):
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+            sizes.append(len(payloads))
+        time.sleep(0.03)
+        with lock:
+            running[0] -= 1
+        return [p * 10 for p in payloads]
+
+    batcher = DynamicBatcher(run, max_batch_size=16, max_delay_s=0.2, streams=2)
+    started = time.monotonic()
+    assert call(batcher, 5) == 50  # alone: no waiting for the delay or for the other stream
+    assert time.monotonic() - started < 0.15
+    results = {}
+
+    def client(i):
+        for r in range(rounds):
+            time.sleep(0.003 * (1 + i % 3))
+            results[(i, r)] = call(batcher, i * 100 + r)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    assert results == {(i, r): (i * 100 + r) * 10 for i in range(callers) for r in range(rounds)}
+    assert overlap[0] == 2  # both streams computed at the same time
+    assert max(sizes) < callers, sizes  # the load is shared out, not gathered into one batch
+
+
 def test_batches_respect_max_size_and_oversized_jobs_run_alone():
     batcher, batches = recording_batcher(max_batch_size=2, max_delay_s=0.0)
     with batcher.slot() as a, batcher.slot() as b, batcher.slot() as c:

@@ -89,6 +89,26 @@ def test_concurrent_requests_get_their_own_results(fp32):
     np.testing.assert_allclose(np.stack(results), expected, atol=1e-5)
 
 
+def test_two_streams_give_each_caller_the_same_answers_as_one(fp32):
+    sample = images(8)
+    expected = fp32.predict(sample)
+    streams = Predictor(artifact(), PredictorConfig(precision="fp32", max_batch_size=4, torch_threads=2, streams=2))
+    results = [None] * len(sample)
+
+    def worker(i):
+        results[i] = streams.predict([sample[i]])[0]
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(sample))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        streams.close()
+    np.testing.assert_allclose(np.stack(results), expected, atol=1e-5)
+
+
 def test_corrupt_image_is_a_400_naming_the_image(fp32):
     good = jpeg()
     broken = codecs.open_image(good[: len(good) // 2], LIMITS)
@@ -129,19 +149,20 @@ GIB = 1024**3
 @pytest.mark.parametrize(
     ("cpus", "memory", "gpus", "env", "expected"),
     [
-        (2, 24 * GIB, 0, {}, (1, 2)),  # these machines: one worker, both cores
-        (4, 16 * GIB, 0, {}, (1, 4)),  # ml.m5.xlarge
-        (16, 64 * GIB, 0, {}, (4, 4)),  # ml.m5.4xlarge
-        (96, 384 * GIB, 0, {}, (24, 4)),
-        (16, 4 * GIB, 0, {}, (2, 8)),  # memory caps the model copies
-        (8, 32 * GIB, 1, {}, (1, 8)),  # a GPU host: one process feeds the GPU
-        (2, 24 * GIB, 0, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, (2, 1)),
-        (8, 32 * GIB, 0, {"DOGBREED_TORCH_THREADS": "3"}, (2, 3)),
+        (2, 24 * GIB, 0, {}, (1, 2, 2)),  # these machines: one worker, both cores, a stream per core
+        (4, 16 * GIB, 0, {}, (1, 4, 4)),  # ml.m5.xlarge
+        (16, 64 * GIB, 0, {}, (4, 4, 4)),  # ml.m5.4xlarge
+        (96, 384 * GIB, 0, {}, (24, 4, 4)),
+        (16, 4 * GIB, 0, {}, (2, 8, 8)),  # memory caps the model copies
+        (8, 32 * GIB, 1, {}, (1, 8, 1)),  # a GPU host: one process feeds the GPU, one batch at a time
+        (2, 24 * GIB, 0, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, (2, 1, 1)),
+        (8, 32 * GIB, 0, {"DOGBREED_TORCH_THREADS": "3"}, (2, 3, 3)),
+        (2, 24 * GIB, 0, {"DOGBREED_STREAMS": "1"}, (1, 2, 1)),
     ],
 )
 def test_plan_server_never_oversubscribes_by_default(cpus, memory, gpus, env, expected):
     host = Machine(cpus=cpus, memory_bytes=memory, gpus=gpus, cpu_flags=frozenset())
     plan = plan_server(ServingEnv.from_environ(env), host)
-    assert (plan.workers, plan.torch_threads) == expected
+    assert (plan.workers, plan.torch_threads, plan.streams) == expected
     assert plan.workers * plan.torch_threads <= cpus
     assert plan.http_threads >= 16

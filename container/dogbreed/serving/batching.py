@@ -8,6 +8,10 @@ to the server), and running without them splits the load into alternating partia
 expected count is the previous batch plus what queued while it ran, so a lone caller never waits
 and concurrent ones share a forward pass (TorchServe's batchSize / maxBatchDelay, without its idle
 wait at low load).
+
+With several streams (threads running batches at the same time, e.g. one per CPU core), one stream
+gathers at a time and takes its share of the callers expected, so under steady load the streams
+alternate: one computes while the callers of the other are on their round trip and decoding.
 """
 
 import logging
@@ -45,7 +49,8 @@ class Slot:
 
 
 class DynamicBatcher:
-    """run(payloads) -> results, one per payload, called on batches of at most max_batch_size items.
+    """run(payloads) -> results, one per payload, called on batches of at most max_batch_size items,
+    from `streams` threads; `running` says how many of them are inside run() right now.
 
     A single job larger than max_batch_size forms a batch on its own (run must accept it).
     """
@@ -56,18 +61,21 @@ class DynamicBatcher:
         *,
         max_batch_size: int,
         max_delay_s: float,
+        streams: int = 1,
         on_start: Callable[[], None] | None = None,
         name: str = "batcher",
     ):
         self._run, self._on_start = run, on_start
-        self.max_batch_size, self.max_delay_s = max_batch_size, max_delay_s
+        self.max_batch_size, self.max_delay_s, self.streams = max_batch_size, max_delay_s, streams
         self._cond = threading.Condition()
+        self._gathering = threading.Lock()  # one stream gathers a batch at a time
         self._jobs: deque[_Job] = deque()
         self._announced = 0  # slots taken whose job is not queued yet
-        self._previous_batch_size = 0  # items in the last batch run: callers likely to return
+        self.running = 0  # streams inside run()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True) for i in range(streams)]
+        for thread in self._threads:
+            thread.start()
 
     @contextmanager
     def slot(self) -> Iterator[Slot]:
@@ -92,44 +100,50 @@ class DynamicBatcher:
         return job.future
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish the queued jobs, then stop the thread."""
+        """Finish the queued jobs, then stop the threads."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
-    def _take(self) -> list[_Job] | None:
-        with self._cond:
-            expected = min(self.max_batch_size, self._previous_batch_size + self._queued())
+    def _take(self, previous: int) -> list[_Job] | None:
+        """The next batch for a stream whose previous batch held `previous` items (callers likely back)."""
+        with self._gathering, self._cond:
+            expected = min(self.max_batch_size, previous + self._queued())
             while not self._jobs and not self._closed:
                 self._cond.wait()
             if not self._jobs:
                 return None
             deadline = time.monotonic() + self.max_delay_s
-            while self._worth_waiting(expected):
+            while self._queued() < self._target(expected) and (self._announced or self._queued() < expected):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            target = self._target(expected)
             batch = [self._jobs.popleft()]
             size = batch[0].size
-            while self._jobs and size + self._jobs[0].size <= self.max_batch_size:
+            while self._jobs and size + self._jobs[0].size <= target:
                 size += self._jobs[0].size
                 batch.append(self._jobs.popleft())
-            self._previous_batch_size = size
+            self.running += 1
             return batch
 
     def _queued(self) -> int:
         return sum(job.size for job in self._jobs)
 
-    def _worth_waiting(self, expected: int) -> bool:
-        queued = self._queued()
-        return queued < self.max_batch_size and (self._announced > 0 or queued < expected)
+    def _target(self, expected: int) -> int:
+        """This stream's share of the items queued, announced or expected back, split over idle streams."""
+        coming = max(expected, self._queued() + self._announced)
+        return min(self.max_batch_size, max(1, -(-coming // (self.streams - self.running))))
 
     def _loop(self) -> None:
         if self._on_start is not None:
             self._on_start()
-        while (batch := self._take()) is not None:
+        previous = 0
+        while (batch := self._take(previous)) is not None:
+            previous = sum(job.size for job in batch)
             try:
                 results = self._run([job.payload for job in batch])
                 if len(results) != len(batch):
@@ -140,3 +154,7 @@ class DynamicBatcher:
             else:
                 for job, result in zip(batch, results, strict=True):
                     job.future.set_result(result)
+            finally:
+                with self._cond:
+                    self.running -= 1
+                    self._cond.notify_all()  # a gathering stream's share depends on how many are idle

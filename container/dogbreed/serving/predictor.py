@@ -50,7 +50,8 @@ class PredictorConfig:
     precision: str = "fp32"  # fp32 | bf16 | auto; the server passes ServingEnv's (default auto)
     max_batch_size: int = 16
     max_batch_delay_ms: float = 20
-    torch_threads: int | None = None  # intra-op threads of this process; None: torch's default
+    torch_threads: int | None = None  # compute threads of this process; None: torch's default
+    streams: int = 1  # batches computed at the same time, sharing torch_threads (see DynamicBatcher)
     timeout_s: float = 60  # a request's inference deadline (503 after it)
     jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
 
@@ -94,18 +95,20 @@ class Predictor:
         self.precision = resolve_precision(config.precision, device=self.device, cpu_has_bf16=cpu_has_bf16)
         self._model = prepare_for_inference(artifact.model, self.precision, self.device)
         self._dtype = DTYPES[self.precision]
+        self._threads = config.torch_threads or torch.get_num_threads()
         self._batcher = DynamicBatcher(
             self._run_batch,
             max_batch_size=config.max_batch_size,
             max_delay_s=config.max_batch_delay_ms / 1000,
+            streams=config.streams,
             on_start=lambda: _set_threads(config.torch_threads),
             name="dogbreed-batcher",
         )
         self._warm_up()
         log.info(
-            "predictor ready in %.1f s: %d classes, %s %s, input %d px, batch ≤ %d, %d torch threads",
+            "predictor ready in %.1f s: %d classes, %s %s, input %d px, batch ≤ %d, %d torch threads, %d stream(s)",
             time.perf_counter() - started, len(self.class_names), self.device, self.precision,
-            self.preprocess_config.image_size, config.max_batch_size, torch.get_num_threads(),
+            self.preprocess_config.image_size, config.max_batch_size, self._threads, config.streams,
         )  # fmt: skip
 
     @classmethod
@@ -128,8 +131,17 @@ class Predictor:
             raise ServingError(f"inference did not finish within {self.config.timeout_s:g} s", 503) from None
 
     def preprocess(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
-        """Decode and apply training's eval transform: N x 3 x S x S float32."""
-        return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
+        """Decode and apply training's eval transform: N x 3 x S x S float32.
+
+        One compute thread (the setting is per thread, restored after): concurrent request threads
+        would otherwise each start a team of OpenMP threads for a small resize and oversubscribe.
+        """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
+        finally:
+            torch.set_num_threads(threads)
 
     def _to_tensor(self, image: Image.Image | np.ndarray, index: int) -> torch.Tensor:
         if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
@@ -153,6 +165,8 @@ class Predictor:
         return torch.cat(outputs).numpy()
 
     def _run_batch(self, payloads: list[torch.Tensor]) -> list[np.ndarray]:
+        if self.config.streams > 1:  # the threads are shared by the streams computing now (per-thread setting)
+            torch.set_num_threads(max(1, self._threads // self._batcher.running))
         probabilities = self.forward(torch.cat(payloads))
         return np.split(probabilities, np.cumsum([len(p) for p in payloads])[:-1])
 
