@@ -185,12 +185,13 @@ def limit_models(model_dir: Path, batch_size: int) -> dict[str, tuple[torch.nn.M
     model = load_artifact(model_dir).model.eval()
     x = torch.randn(batch_size, 3, 224, 224)
     models = {"eager_fp32": (model, x)}
-    for precision in ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]:
+    precisions = ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]
+    for precision in precisions:
         served = prepare_for_inference(model, precision, "cpu")
         models[f"served_{precision}"] = (served, x.to(DTYPES[precision]).contiguous(memory_format=torch.channels_last))
     if machine.usable_cpus() > 1:
-        served, batch = models[f"served_{precision}"]
-        models[f"served_{precision}_{machine.usable_cpus()}x1thread"] = (
+        served, batch = models[f"served_{precisions[-1]}"]
+        models[f"served_{precisions[-1]}_{machine.usable_cpus()}x1thread"] = (
             SingleThreadStreams(served, machine.usable_cpus()),
             batch,
         )

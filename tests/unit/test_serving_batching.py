@@ -27,6 +27,24 @@ def call(batcher, value, prepare_s=0.0):
     return future.result(5)
 
 
+def steady_load(batcher, callers, rounds, *, round_trip_s):
+    """`callers` threads each calling `rounds` times, after a round trip (differing per caller) the batcher
+    cannot see; returns {(caller, round): result} for payloads caller * 100 + round."""
+    results = {}
+
+    def client(i):
+        for r in range(rounds):
+            time.sleep(round_trip_s * (1 + i % 3))
+            results[(i, r)] = call(batcher, i * 100 + r)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_lone_caller_does_not_wait_for_the_delay():
     batcher, batches = recording_batcher(max_delay_s=2.0)
     started = time.monotonic()
@@ -64,17 +82,7 @@ def test_steady_callers_with_a_round_trip_are_gathered_into_full_batches():
         return payloads
 
     batcher = DynamicBatcher(run, max_batch_size=callers, max_delay_s=0.2)
-
-    def client(i):
-        for _ in range(rounds):
-            time.sleep(0.005 * (1 + i % 3))  # round trip before the next request, differing per client
-            call(batcher, i)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    steady_load(batcher, callers, rounds, round_trip_s=0.005)
     batcher.close()
     assert sum(batches) == callers * rounds
     assert len(batches) <= rounds + 2, batches  # alternating partial batches would take ~2 x rounds
@@ -99,18 +107,7 @@ def test_two_streams_compute_at_once_under_load_and_a_lone_caller_still_never_wa
     started = time.monotonic()
     assert call(batcher, 5) == 50  # alone: no waiting for the delay or for the other stream
     assert time.monotonic() - started < 0.15
-    results = {}
-
-    def client(i):
-        for r in range(rounds):
-            time.sleep(0.003 * (1 + i % 3))
-            results[(i, r)] = call(batcher, i * 100 + r)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = steady_load(batcher, callers, rounds, round_trip_s=0.003)
     batcher.close()
     assert results == {(i, r): (i * 100 + r) * 10 for i in range(callers) for r in range(rounds)}
     assert overlap[0] == 2  # both streams computed at the same time

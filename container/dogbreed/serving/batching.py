@@ -62,10 +62,9 @@ class DynamicBatcher:
         max_batch_size: int,
         max_delay_s: float,
         streams: int = 1,
-        on_start: Callable[[], None] | None = None,
         name: str = "batcher",
     ):
-        self._run, self._on_start = run, on_start
+        self._run = run
         self.max_batch_size, self.max_delay_s, self.streams = max_batch_size, max_delay_s, streams
         self._cond = threading.Condition()
         self._gathering = threading.Lock()  # one stream gathers a batch at a time
@@ -139,8 +138,6 @@ class DynamicBatcher:
         return min(self.max_batch_size, max(1, -(-coming // (self.streams - self.running))))
 
     def _loop(self) -> None:
-        if self._on_start is not None:
-            self._on_start()
         previous = 0
         while (batch := self._take(previous)) is not None:
             previous = sum(job.size for job in batch)

@@ -1,8 +1,8 @@
 """The model side of serving: load the artifact once, preprocess in the caller's thread, predict in batches.
 
 Never imports Flask: images in, an N x C array of class probabilities out. A request's undecodable
-image is a ServingError (400). Forward passes run only on the dynamic batcher's thread, so concurrent
-requests share them and one set of compute threads serves the worker.
+image is a ServingError (400). Forward passes run only on the dynamic batcher's stream threads, so
+concurrent requests share them and one set of compute threads serves the worker.
 
 Precision, chosen at start-up: "fp32" or "bf16" ("auto": bf16 where the hardware runs it natively).
 Either way the model is prepared once (prepare_for_inference): batch norm folded into the convolutions
@@ -101,7 +101,6 @@ class Predictor:
             max_batch_size=config.max_batch_size,
             max_delay_s=config.max_batch_delay_ms / 1000,
             streams=config.streams,
-            on_start=lambda: _set_threads(config.torch_threads),
             name="dogbreed-batcher",
         )
         self._warm_up()
@@ -165,8 +164,8 @@ class Predictor:
         return torch.cat(outputs).numpy()
 
     def _run_batch(self, payloads: list[torch.Tensor]) -> list[np.ndarray]:
-        if self.config.streams > 1:  # the threads are shared by the streams computing now (per-thread setting)
-            torch.set_num_threads(max(1, self._threads // self._batcher.running))
+        # The worker's threads are shared by the streams computing now (the setting is per thread).
+        torch.set_num_threads(max(1, self._threads // self._batcher.running))
         probabilities = self.forward(torch.cat(payloads))
         return np.split(probabilities, np.cumsum([len(p) for p in payloads])[:-1])
 
