@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
     run = None
     try:
         settings = parse_settings(argv)
-        run = workflow.Run(settings, sdk.make_session(settings, say), say, workflow.load_state(settings))
-        workflow.STEPS[settings.command](run)
+        with sdk.session_for(settings, say) as session:
+            run = workflow.Run(settings, session, say, workflow.load_state(settings))
+            workflow.STEPS[settings.command](run)
     except UsageError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
     except OrchestrationError as exc:

@@ -1,7 +1,11 @@
 """SageMaker sessions for the three ways to run: AWS, SDK local mode, and dry run (print requests)."""
 
+import contextlib
 import json
-from collections.abc import Callable
+import logging
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -11,23 +15,64 @@ from sagemaker.local import LocalSession
 
 from .config import Settings
 
+log = logging.getLogger(__name__)
+
 # SDK defaults config: no telemetry requests to AWS (also keeps the SDK from reading config files).
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local-mode", "aws_secret_access_key": "local-mode"}
 
 
-def make_session(settings: Settings, printer: Callable[[str], None] = print) -> sagemaker.Session:
+@contextlib.contextmanager
+def session_for(settings: Settings, printer: Callable[[str], None] = print) -> Iterator[sagemaker.Session]:
     """A Session for settings.region: LocalSession with --local; with --dry-run every request is printed, not sent."""
     if settings.local:
-        boto_session = boto3.Session(region_name=settings.region, **LOCAL_CREDENTIALS)
-        session = LocalSession(boto_session=boto_session, sagemaker_config=SDK_CONFIG)
-        session.config = {"local": {"local_code": True}}
-        return session
+        with _local_session(settings) as session:
+            yield session
+        return
     boto_session = boto3.Session(region_name=settings.region)
     if settings.dry_run:
         boto_session.events.register("before-call", _print_instead_of_sending(printer))
     bucket = _bucket_of(settings.output_s3) if settings.output_s3.startswith("s3://") else None
-    return sagemaker.Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG, default_bucket=bucket)
+    yield sagemaker.Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG, default_bucket=bucket)
+
+
+@contextlib.contextmanager
+def _local_session(settings: Settings) -> Iterator[LocalSession]:
+    """SDK local mode leaves each job's working tree in /tmp and its stopped containers (a training one holds its
+    checkpoints, hundreds of MB) behind; here the tree lives in the workdir and both go when the run ends."""
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="sdk-local-", dir=settings.workdir, ignore_cleanup_errors=True) as root,
+        removing_new_containers(settings.image_uri),
+    ):
+        boto_session = boto3.Session(region_name=settings.region, **LOCAL_CREDENTIALS)
+        session = LocalSession(boto_session=boto_session, sagemaker_config=SDK_CONFIG)
+        session.config = {"local": {"local_code": True, "container_root": root}}
+        yield session
+
+
+@contextlib.contextmanager
+def removing_new_containers(image: str) -> Iterator[None]:
+    """Remove the stopped containers of `image` created inside the block (SDK local mode never removes its own)."""
+    before = _stopped_containers(image)
+    try:
+        yield
+    finally:
+        after = _stopped_containers(image) if before is not None else None
+        if after and (left := after - before):
+            subprocess.run(["docker", "rm", "--volumes", *sorted(left)], capture_output=True, check=False)
+
+
+def _stopped_containers(image: str) -> set[str] | None:
+    """IDs of the image's stopped containers; None (and a warning) when Docker cannot be asked."""
+    command = ["docker", "ps", "--all", "--quiet", "--filter", f"ancestor={image}"]
+    command += ["--filter", "status=exited", "--filter", "status=created"]
+    try:
+        listed = subprocess.run(command, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.warning("could not list the containers of %s (%s); local mode's stopped containers stay", image, exc)
+        return None
+    return set(listed.stdout.split())
 
 
 def _bucket_of(uri: str) -> str:

@@ -1,6 +1,7 @@
 """build_and_push.sh pushes to a real registry on 127.0.0.1, with ECR and STS served by moto over HTTP."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,6 +47,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
+    # The pushes' local tags and the registry's copy (GBs each) would otherwise outlive the run.
+    pushed = run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"127.0.0.1:{port}/*"])
+    run(["docker", "rmi", *pushed.stdout.split()], check=False)
+    shutil.rmtree(root / "data", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,9 @@ def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp
     assert re.search(r"^\d/4 correct$", out, re.MULTILINE)
     assert re.search(r"^deleted: endpoint dogbreed-ep-\S+, endpoint config \S+, model \S+$", out, re.MULTILINE)
 
-    # Local mode's containers (named in "Attaching to NAME") must be gone; others may share the image.
+    # Local mode's containers (named in "Attaching to NAME") and working trees must be gone; others may share the image.
     ours = set(re.findall(r"^Attaching to (\S+)$", out, re.MULTILINE))
-    assert ours
-    running = set(run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split())
-    assert ours.isdisjoint(running)
+    assert len(ours) == 2  # the training job and the endpoint
+    existing = set(run(["docker", "ps", "--all", "--format", "{{.Names}}"]).stdout.split())
+    assert ours.isdisjoint(existing)
+    assert not list((tmp_path / "orchestrate-runs").glob("sdk-local-*"))

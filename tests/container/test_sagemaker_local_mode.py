@@ -7,6 +7,8 @@ import pytest
 from conftest import QUICK_HYPERPARAMETERS, ROOT
 from make_sample_data import make_dataset
 
+from orchestration.sdk import removing_new_containers
+
 FAKE_ROLE = "arn:aws:iam::111111111111:role/SageMakerRole"
 
 
@@ -26,6 +28,11 @@ def sdk_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_local_mode_fit_deploy_predict(image: str, tmp_path: Path, sdk_environment: None) -> None:
+    with removing_new_containers(image):  # local mode leaves its containers behind
+        fit_deploy_predict(image, tmp_path)
+
+
+def fit_deploy_predict(image: str, tmp_path: Path) -> None:
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.estimator import Estimator
     from sagemaker.local import LocalSession
@@ -33,7 +40,7 @@ def test_local_mode_fit_deploy_predict(image: str, tmp_path: Path, sdk_environme
 
     data = make_dataset(tmp_path / "dogImages")
     session = LocalSession()
-    session.config = {"local": {"local_code": True}}
+    session.config = {"local": {"local_code": True, "container_root": str(tmp_path)}}  # not /tmp
     estimator = Estimator(
         image_uri=image,
         role=FAKE_ROLE,
