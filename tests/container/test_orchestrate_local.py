@@ -10,6 +10,8 @@ import pytest
 from conftest import QUICK_HYPERPARAMETERS, ROOT, run
 from make_sample_data import make_dataset
 
+from orchestration.sdk import removing_new_containers
+
 pytestmark = pytest.mark.container
 RULES = ("vanishing_gradient", "overfit", "overtraining", "poor_weight_initialization", "loss_not_decreasing")
 
@@ -49,3 +51,21 @@ def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp
     existing = set(run(["docker", "ps", "--all", "--format", "{{.Names}}"]).stdout.split())
     assert ours.isdisjoint(existing)
     assert not list((tmp_path / "orchestrate-runs").glob("sdk-local-*"))
+
+
+def test_only_the_containers_created_inside_the_block_are_removed(image: str) -> None:
+    created: list[str] = []
+
+    def create() -> str:
+        created.append(run(["docker", "create", "--network", "host", image, "train"]).stdout.strip())
+        return created[-1]
+
+    try:
+        earlier = create()
+        with removing_new_containers(image):
+            inside = create()
+        remaining = run(["docker", "ps", "--all", "--quiet", "--no-trunc"]).stdout.split()
+        assert earlier in remaining
+        assert inside not in remaining
+    finally:
+        run(["docker", "rm", "--force", *created], check=False)
