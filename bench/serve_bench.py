@@ -78,10 +78,9 @@ def real_photo_sources(photos_dir: Path | None) -> list[Image.Image]:
     return [Image.open(p).convert("RGB") for p in paths if p.is_file()]
 
 
-def make_photos(count: int, photos_dir: Path | None, seed: int = 0) -> list[bytes]:
-    """count JPEGs of ~500x375: random crops, flips and exposure of real photos, JPEG quality 80-95."""
+def make_photos(count: int, sources: list[Image.Image], seed: int = 0) -> list[bytes]:
+    """count JPEGs of ~500x375: random crops, flips and exposure of the sources, JPEG quality 80-95."""
     rng = np.random.default_rng(seed)
-    sources = real_photo_sources(photos_dir)
     if not sources:
         raise SystemExit("no real photos found: pass --photos DIR")
     photos = []
@@ -373,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
         base = Path(tmp)
-        photos = make_photos(args.images, args.photos)
+        photos = make_photos(args.images, real_photo_sources(args.photos))
         if args.model_dir:
             (base / "model").symlink_to(args.model_dir.resolve())
             backbone = "given artifact"
