@@ -412,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     agreement = float((answers.argmax(1) == reference.argmax(1)).mean())
     print(f"agreement over {len(photos)} photos: fp32 predicts {len(set(reference.argmax(1)))} distinct classes, "
           f"median top-1 probability {np.median(reference.max(1)):.2f}")  # fmt: skip
+    if not args.model_dir:
+        print("note: the stand-in is untrained, its answers near ties: agreement measures precision only with "
+              "--model-dir (a trained model; see also bench/precision_bench.py)")  # fmt: skip
     max_diff = float(np.abs(answers - reference).max())
     best, first = serve[-1], serve[0]
     ratios = {
