@@ -54,19 +54,20 @@ def _local_session(settings: Settings) -> Iterator[LocalSession]:
 @contextlib.contextmanager
 def removing_new_containers(image: str) -> Iterator[None]:
     """Remove the stopped containers of `image` created inside the block (SDK local mode never removes its own)."""
-    before = _stopped_containers(image)
+    before = _containers(image)  # any state: one running now and stopped later is not ours
     try:
         yield
     finally:
-        after = _stopped_containers(image) if before is not None else None
+        after = _containers(image, stopped=True) if before is not None else None
         if after and (left := after - before):
             subprocess.run(["docker", "rm", "--volumes", *sorted(left)], capture_output=True, check=False)
 
 
-def _stopped_containers(image: str) -> set[str] | None:
-    """IDs of the image's stopped containers; None (and a warning) when Docker cannot be asked."""
-    command = ["docker", "ps", "--all", "--quiet", "--filter", f"ancestor={image}"]
-    command += ["--filter", "status=exited", "--filter", "status=created"]
+def _containers(image: str, *, stopped: bool = False) -> set[str] | None:
+    """IDs of the image's containers (only stopped ones if asked); None (and a warning) when Docker cannot be asked."""
+    command = ["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"ancestor={image}"]
+    if stopped:
+        command += ["--filter", "status=exited", "--filter", "status=created"]
     try:
         listed = subprocess.run(command, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:

@@ -56,16 +56,19 @@ def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp
 def test_only_the_containers_created_inside_the_block_are_removed(image: str) -> None:
     created: list[str] = []
 
-    def create() -> str:
-        created.append(run(["docker", "create", "--network", "host", image, "train"]).stdout.strip())
+    def docker(*args: str) -> str:
+        created.append(run(["docker", *args]).stdout.strip())
         return created[-1]
 
     try:
-        earlier = create()
+        earlier = docker("create", "--network", "host", image, "train")
+        running = docker("run", "--detach", "--network", "host", "--entrypoint", "sleep", image, "600")
         with removing_new_containers(image):
-            inside = create()
+            inside = docker("create", "--network", "host", image, "train")
+            run(["docker", "kill", running])  # stops inside the block, but was not created there
         remaining = run(["docker", "ps", "--all", "--quiet", "--no-trunc"]).stdout.split()
         assert earlier in remaining
+        assert running in remaining
         assert inside not in remaining
     finally:
         run(["docker", "rm", "--force", *created], check=False)
