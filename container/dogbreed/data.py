@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from .errors import UserError
+from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class ImageList(Dataset):
         path, label = self.samples[index]
         try:
             with Image.open(path) as img:
-                image = img.convert("RGB")
+                image = decode_rgb(img)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             self._skip(index, exc)
             return None

@@ -3,6 +3,7 @@
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
@@ -77,15 +78,23 @@ class ClassificationPresetEval:
 
 
 def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) -> Image.Image:
-    """Decode a lazily opened image to RGB pixels, as torchvision's ImageFolder loader does.
+    """Decode a lazily opened image to 8-bit RGB pixels, for training and serving alike.
 
-    With config, a JPEG is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest
-    power-of-two reduction whose short side still covers config.resize_size, so the eval transform's
-    antialiased resize starts from fewer pixels (a large photo decodes several times faster).
+    Pillow's convert("RGB") clips wider modes: a 16-bit grayscale PNG ("I;16") would become all white.
+    So 16-bit grayscale is scaled to 8 bits (65535 → 255); 32-bit integer ("I") and float ("F") images carry
+    no brightness range to scale from and are refused (ValueError) rather than guessed. With config, a JPEG
+    is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest power-of-two reduction whose
+    short side still covers config.resize_size, so the eval transform's resize starts from fewer pixels.
     """
     if config is not None and image.format == "JPEG":
         width, height = image.size
         scale = config.resize_size / min(width, height)
         if scale < 0.5:
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    if image.mode.startswith("I;16"):
+        gray = np.asarray(image).astype(np.float32) / 257
+        return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise ValueError(f"{kind} pixels (mode {image.mode}) have no defined brightness range; use 8 or 16 bits")
     return image.convert("RGB")

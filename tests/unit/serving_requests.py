@@ -79,6 +79,16 @@ def padded_jpeg(total_bytes: int) -> bytes:
 MIB = 1024 * 1024
 
 
+def strip_png(width: int, height: int = 1) -> bytes:
+    """A real, tiny (~1 KB) PNG of width x height black pixels: cheap to send, costly to resize."""
+    return encode(Image.new("L", (width, height)), "PNG")
+
+
+def heic_like() -> bytes:
+    """The start of an ISO-BMFF HEIC file (ftyp box, brand heic): a format this server does not read."""
+    return struct.pack(">I", 24) + b"ftypheic" + b"\0\0\0\0" + b"mif1heic" + b"\0" * 64
+
+
 def bad_requests() -> list[tuple[str, dict, bytes, int]]:
     """(name, headers, body, expected status): every error class of /invocations."""
     good, pickled = jpeg(), npy(np.array([object()], dtype=object))
@@ -119,6 +129,23 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("npy header claims 30 GB", xnpy, huge_npy, 400),
         ("png decompression bomb", {"Content-Type": "image/png"}, png_header_only(30_000, 30_000), 413),
         ("png over pixel limit", {"Content-Type": "image/png"}, png_header_only(8_000, 6_000), 413),
+        ("png 400000x1 strip (resize would grow it 70x)", {"Content-Type": "image/png"}, strip_png(400_000), 413),
+        ("png 40000000x1 header", {"Content-Type": "image/png"}, png_header_only(40_000_000, 1), 413),
+        ("npy 1x100000x3 strip", xnpy, npy(np.zeros((1, 100_000, 3), np.uint8)), 413),
+        ("json 100 png strips 20000x1", js, json.dumps({"images": [b64(strip_png(20_000))] * 100}).encode(), 413),
+        ("json 3 pngs of 36 MP: over the request limit", js, instances(*[png_header_only(6000, 6000)] * 3), 413),
+        ("npy negative dimension", xnpy, npy_header(shape=(-1, 8, 3)) + b"\0" * 64, 400),
+        ("npy zero-size batch", xnpy, npy_header(shape=(0, 8, 8, 3)), 400),
+        ("image/heic body", {"Content-Type": "image/heic"}, heic_like(), 415),
+        ("heic bytes declared image/jpeg", jpg, heic_like(), 400),
+        ("32-bit integer tiff", {"Content-Type": "image/tiff"}, encode(Image.new("I", (64, 48)), "TIFF"), 400),
+        ("float tiff", {"Content-Type": "image/tiff"}, encode(Image.new("F", (64, 48)), "TIFF"), 400),
+        (
+            "eps (ghostscript never runs)",
+            {"Content-Type": "image/*"},
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n",
+            400,
+        ),
         ("custom attribute top_k=abc", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=abc"}, good, 400),
         ("custom attribute top_k=0", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}, good, 400),
     ]

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from serving_fixtures import CLASS_NAMES, REPO, write_artifact
-from serving_requests import MIB, b64, bad_requests, instances, jpeg, npy, padded_jpeg, photo, png
+from serving_requests import MIB, b64, bad_requests, encode, instances, jpeg, npy, padded_jpeg, photo, png
 
 from dogbreed.model import load_artifact
 from dogbreed.serving.app import create_app
@@ -71,6 +72,10 @@ def test_execution_parameters_are_exactly_the_contract(model_dir):
         ("application/json", json.dumps({"instances": [b64(jpeg())]}).encode()),
         ("application/json", json.dumps({"image": "data:image/jpeg;base64," + b64(jpeg())}).encode()),
         ("application/x-npy", npy(np.asarray(photo()))),
+        ("image/*", jpeg()),
+        ("image/webp", encode(photo(), "WEBP")),
+        ("image/x-icon", encode(photo(size=(64, 64)), "ICO")),
+        ("image/vnd.whatever", png()),  # any image/ subtype: the format is sniffed from the bytes
     ],
 )
 def test_each_content_type_gives_one_probability_row(client, content_type, body):
@@ -80,6 +85,18 @@ def test_each_content_type_gives_one_probability_row(client, content_type, body)
     probabilities = np.asarray(response.get_json())
     assert probabilities.shape == (1, len(CLASS_NAMES))
     assert probabilities.sum() == pytest.approx(1, abs=1e-4)
+
+
+def test_sixteen_bit_grayscale_answers_as_its_eight_bit_twin(client):
+    """A 16-bit PNG must not be clipped to white: it answers exactly as the same picture in 8 bits."""
+    gray8 = np.asarray(photo(3).convert("L"))
+    gray16 = Image.fromarray(gray8.astype(np.uint16) * 257)  # 0..255 → 0..65535, mode I;16
+    assert gray16.mode == "I;16"
+    as16 = post(client, encode(gray16, "PNG"), "image/png").get_json()
+    as8 = post(client, encode(Image.fromarray(gray8), "PNG"), "image/png").get_json()
+    white = post(client, encode(Image.new("L", gray16.size, 255), "PNG"), "image/png").get_json()
+    np.testing.assert_allclose(as16, as8, atol=1e-6)
+    assert not np.allclose(as16, white, atol=1e-3)
 
 
 def test_numpy_client_lines_give_the_predictors_class(client, predictor):

@@ -39,7 +39,7 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
     if model is None and not unavailable_reason:
         raise ValueError("create_app needs a model or the reason there is none")
     codecs.guard_decompression_bombs()
-    limits = codecs.DecodeLimits(max_pixels=env.max_image_pixels)
+    limits = codecs.DecodeLimits(max_pixels=env.max_image_pixels, max_request_pixels=env.max_request_pixels)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes
 
@@ -63,14 +63,15 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
             raise ServingError(f"model not loaded: {unavailable_reason}", 503)
         if request.content_length is not None and request.content_length > env.max_payload_bytes:
             raise _too_large(request.content_length, env)
-        decode = codecs.decoder_for(request.content_type or "")
+        media_type = codecs.media_type_of(request.content_type or "")
+        decode = codecs.decoder_for(media_type)
         response_format = codecs.negotiate(
             request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names)
         )
         body = _read_body(env)
         if not body:
             raise ServingError("empty request body")
-        probabilities = model.predict(decode(body, limits))
+        probabilities = model.predict(decode(body, limits, media_type))
         payload = codecs.encode(probabilities, model.class_names, response_format)
         return Response(payload, status=200, mimetype=response_format.media_type)
 

@@ -3,8 +3,10 @@
 Decoders and encoders are dicts keyed by media type; nothing here imports torch or Flask.
 
 Request bodies (Content-Type; parameters such as charset are ignored)
-  image/jpeg, image/png, application/x-image, image/* (webp, bmp, gif, tiff):
-      one image in any format Pillow reads (the format is sniffed, not trusted from the header).
+  image/<any subtype> (image/jpeg, image/png, image/*, ...), application/x-image: one image, its format
+      sniffed from the bytes (not trusted from the header), one of IMAGE_FORMATS. Any Pillow mode decodes to
+      8-bit RGB (16-bit grayscale scaled; 32-bit and float images refused: presets.decode_rgb). An unreadable
+      body declared as a format we do not read (image/heic) is a 415; otherwise a 400.
   application/json: base64-encoded image files, one or many, in any of these shapes
       {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style)
       {"instances": ["<base64>", ...]}      {"images": ["<base64>", ...]}
@@ -27,14 +29,17 @@ Responses (Accept; absent or */* means application/json)
 X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";": top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
 
-Errors: 415 unsupported Content-Type, 406 unsupported Accept, 400 undecodable body, 413 an image
-larger than the pixel limit or more than MAX_IMAGES_PER_REQUEST images.
+Errors: 415 unsupported Content-Type, 406 unsupported Accept, 400 undecodable body, 413 when a request
+would cost far more than its bytes, checked from the headers before any pixel is decoded: an image over the
+pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
+request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images. The message names the limit.
 """
 
 import base64
 import binascii
 import io
 import json
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -44,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
+from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MAX_IMAGES_PER_REQUEST = 256
 DEFAULT_TOP_K = 5
@@ -55,9 +61,19 @@ NPY = "application/x-npy"
 Image_ = Image.Image | np.ndarray
 
 
+# Raster formats a request may hold, sniffed from the bytes. Pillow's other plugins stay unreachable from a
+# request (EPS would run Ghostscript; PDF is write-only; MPEG is video).
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "ICO", "JPEG2000", "PPM", "TGA")
+MAX_ASPECT_RATIO = 20  # the eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
-    max_pixels: int  # per image, checked from the header before any pixel is decoded
+    """The work one request may cause, checked from image headers before any pixel is decoded."""
+
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # per image (width x height): DOGBREED_MAX_IMAGE_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS  # all images of a request: DOGBREED_MAX_REQUEST_PIXELS
+    max_aspect_ratio: float = MAX_ASPECT_RATIO  # bounds the resized image to ratio x resize_size² pixels
 
 
 def guard_decompression_bombs() -> None:
@@ -65,24 +81,56 @@ def guard_decompression_bombs() -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def open_image(data: bytes, limits: DecodeLimits) -> Image.Image:
-    """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
-    try:
-        image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
-    except Exception as exc:  # Pillow raises many types for hostile input; all mean "not an image"
-        raise ServingError(f"cannot identify an image in the request body ({type(exc).__name__}: {exc})") from None
-    width, height = image.size
+def check_size(width: int, height: int, limits: DecodeLimits, where: str = "image") -> None:
+    """Refuse an image whose pixels or resized size would cost far more than its bytes (413 names the limit)."""
     if width < 1 or height < 1:
-        raise ServingError(f"image has an empty size {width}x{height}")
+        raise ServingError(f"{where} has an empty size {width}x{height}")
     if width * height > limits.max_pixels:
-        raise PayloadTooLarge(f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels")
+        raise PayloadTooLarge(f"{where} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels")
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise PayloadTooLarge(
+            f"{where} is {width}x{height} pixels: an aspect ratio over the limit of {limits.max_aspect_ratio:g}:1"
+        )
+
+
+def check_request(sizes: list[tuple[int, int]], limits: DecodeLimits) -> None:
+    """Refuse a request with no images, too many, or more pixels in all than the request limit."""
+    if not sizes:
+        raise ServingError("the request holds no images")
+    if len(sizes) > MAX_IMAGES_PER_REQUEST:
+        raise PayloadTooLarge(f"{len(sizes)} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
+    total = sum(width * height for width, height in sizes)
+    if total > limits.max_request_pixels:
+        raise PayloadTooLarge(
+            f"the request's {len(sizes)} image(s) hold {total} pixels; the limit is {limits.max_request_pixels}"
+        )
+
+
+def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> Image.Image:
+    """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
+    Image.init()  # load every plugin once: Image.open(formats=...) looks the names up without doing so
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"{where} refused as a decompression bomb: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for hostile input; all mean "not an image"
+        raise _unreadable(where, media_type, exc) from None
+    check_size(*image.size, limits, where)
     return image
 
 
-def decode_image(body: bytes, limits: DecodeLimits) -> list[Image_]:
-    return [open_image(body, limits)]
+def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
+    formats = ", ".join(IMAGE_FORMATS)
+    kind, _, declared = media_type.partition("/")
+    if kind == "image" and declared not in READABLE_SUBTYPES:  # e.g. image/heic: a format we do not read
+        return UnsupportedMediaType(f"Content-Type {media_type}: this server reads only {formats} images")
+    return ServingError(f"cannot identify a {formats} image in {where} ({type(exc).__name__}: {exc})")
+
+
+def decode_image(body: bytes, limits: DecodeLimits, media_type: str = "") -> list[Image_]:
+    image = open_image(body, limits, "the request body", media_type)
+    check_request([image.size], limits)
+    return [image]
 
 
 def _b64(text: object, where: str) -> bytes:
@@ -119,17 +167,19 @@ def _json_items(doc: object) -> list[object]:
     return [item["b64"] if isinstance(item, dict) and "b64" in item else item for item in items]
 
 
-def decode_json(body: bytes, limits: DecodeLimits) -> list[Image_]:
+def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> list[Image_]:
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ServingError(f"malformed JSON: {exc}") from None
     items = _json_items(doc)
-    _check_count(len(items))
-    return [open_image(_b64(item, f"image {i}"), limits) for i, item in enumerate(items)]
+    check_request([(1, 1)] * len(items), limits)  # the count, before decoding any base64
+    images = [open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items)]
+    check_request([image.size for image in images], limits)
+    return images
 
 
-def decode_npy(body: bytes, limits: DecodeLimits) -> list[Image_]:
+def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list[Image_]:
     """uint8 HxWx3 or NxHxWx3; the header is validated before np.load allocates anything."""
     stream = io.BytesIO(body)
     try:
@@ -140,45 +190,42 @@ def decode_npy(body: bytes, limits: DecodeLimits) -> list[Image_]:
         shape, _, dtype = read_header[version](stream)
     except ValueError as exc:
         raise ServingError(f"not a .npy array: {exc}") from None
-    if dtype != np.uint8 or len(shape) not in (3, 4) or shape[-1] != 3 or 0 in shape:
+    if dtype != np.uint8 or len(shape) not in (3, 4) or shape[-1] != 3 or min(shape) < 1:
         raise ServingError(f"expected a uint8 array of shape HxWx3 or NxHxWx3, got {dtype} {shape}")
-    if int(np.prod(shape)) != len(body) - stream.tell():
-        raise ServingError(f"truncated .npy: shape {shape} needs {int(np.prod(shape))} bytes of data")
-    height, width = shape[-3], shape[-2]
-    if height * width > limits.max_pixels:
-        raise PayloadTooLarge(f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels")
-    _check_count(shape[0] if len(shape) == 4 else 1)
+    if math.prod(shape) != len(body) - stream.tell():
+        raise ServingError(f"truncated .npy: shape {shape} needs {math.prod(shape)} bytes of data")
+    count, (height, width) = (shape[0] if len(shape) == 4 else 1), shape[-3:-1]
+    check_size(width, height, limits, "the array's image")
+    check_request([(width, height)] * count, limits)
     array = np.load(io.BytesIO(body), allow_pickle=False)
     return list(array) if array.ndim == 4 else [array]
 
 
-def _check_count(count: int) -> None:
-    if count == 0:
-        raise ServingError("the request holds no images")
-    if count > MAX_IMAGES_PER_REQUEST:
-        raise PayloadTooLarge(f"{count} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
-
-
-DECODERS: dict[str, Callable[[bytes, DecodeLimits], list[Image_]]] = {
-    "image/jpeg": decode_image,
-    "image/jpg": decode_image,
-    "image/png": decode_image,
-    "image/webp": decode_image,
-    "image/bmp": decode_image,
-    "image/gif": decode_image,
-    "image/tiff": decode_image,
+DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
+    "image/*": decode_image,  # any image/<subtype>: the format is sniffed from the bytes
     "application/x-image": decode_image,
     JSON: decode_json,
     NPY: decode_npy,
 }
+# image/<subtype> values naming a format we read; an unreadable body declared as another (image/heic) is a 415.
+READABLE_SUBTYPES = frozenset(
+    "* jpeg jpg pjpeg png apng webp avif gif bmp x-ms-bmp tiff x-icon vnd.microsoft.icon jp2 jpx "  # noqa: SIM905
+    "x-portable-anymap x-portable-pixmap x-tga x-targa mpo".split()
+)
 
 
-def decoder_for(content_type: str) -> Callable[[bytes, DecodeLimits], list[Image_]]:
-    media_type = content_type.split(";", maxsplit=1)[0].strip().lower()
-    if media_type not in DECODERS:
+def media_type_of(content_type: str) -> str:
+    """The media type of a Content-Type header, lower-case, parameters dropped."""
+    return content_type.split(";", maxsplit=1)[0].strip().lower()
+
+
+def decoder_for(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
+    media_type = media_type_of(content_type)
+    key = "image/*" if media_type.startswith("image/") and media_type != "image/" else media_type
+    if key not in DECODERS:
         shown = media_type or "(none)"
         raise UnsupportedMediaType(f"Content-Type {shown} is not supported; use one of {', '.join(DECODERS)}")
-    return DECODERS[media_type]
+    return DECODERS[key]
 
 
 # ---------------------------------------------------------------------------------------- responses
