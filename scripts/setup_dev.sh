@@ -7,10 +7,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/ensure_docker.sh"
 
-# Debian packages the tests use: shellcheck (lint) and docker-registry (the push tests' registry).
+# Debian packages the tests use: shellcheck (lint), docker-registry (the push tests' registry) and nginx (the
+# front of `serve`, which the server tests run on this host).
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "setup_dev: please install ${missing[*]}" >&2
@@ -18,7 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "setup_dev: installing ${missing[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # RUNLEVEL=1: Debian's maintainer scripts then start no service (nginx would otherwise listen on port 80).
+  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 venv="$root/.venv"

@@ -1,4 +1,9 @@
-"""`serve`: SageMaker's hosting contract on gunicorn, each worker holding one model and one batcher.
+"""`serve`: SageMaker's hosting contract: nginx on the port in front of gunicorn, each worker one model + batcher.
+
+`serve` supervises two processes: nginx (dogbreed.serving.front), which holds client connections and hands
+complete requests to gunicorn on a Unix socket, and the model server (`python -m dogbreed.serve SOCKET`:
+gunicorn's master, whose workers each load the model). If either exits, the other is stopped and `serve`
+exits non-zero, so SageMaker replaces the container instead of keeping half a server.
 
 Environment (SageMaker's names first, then ours):
   SAGEMAKER_BIND_TO_PORT              port on 0.0.0.0 (default 8080)
@@ -19,22 +24,27 @@ Environment (SageMaker's names first, then ours):
   DOGBREED_HTTP_THREADS               concurrent requests per worker (default 2 x max batch size)
   DOGBREED_MAX_IMAGE_PIXELS           largest image accepted, width x height (default 40 000 000)
 
-Workers load the model before they accept a connection. If it cannot be loaded the server still runs,
-logs the reason, and answers /ping and /invocations with 503 {"error": reason}. SIGTERM stops it
-gracefully: requests in flight are answered, within GRACEFUL_TIMEOUT_S (SageMaker kills after 30 s).
+Workers load the model before they accept a connection (until then nginx answers 503). If it cannot be
+loaded the server still runs, logs the reason, and answers /ping and /invocations with 503 {"error": reason}.
+SIGTERM stops it gracefully: nginx first (requests in flight are read, answered and the connections closed,
+within front.SHUTDOWN_TIMEOUT_S), then gunicorn; SageMaker kills after 30 s.
 """
 
 import logging
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from .errors import ArtifactError, UserError
-from .serving import machine
+from .serving import front, machine
 from .sm_env import ServingEnv
 
 log = logging.getLogger("dogbreed.serve")
@@ -75,9 +85,12 @@ def plan_server(env: ServingEnv, host: machine.Machine) -> ServerPlan:
     return ServerPlan(workers=workers, torch_threads=torch_threads, streams=streams, http_threads=http_threads)
 
 
-def gunicorn_options(env: ServingEnv, plan: ServerPlan) -> dict:
+def gunicorn_options(env: ServingEnv, plan: ServerPlan, socket: Path) -> dict:
     return {
-        "bind": f"0.0.0.0:{env.port}",
+        "bind": f"unix:{socket}",  # only nginx connects; it enforces the HTTP limits, so gunicorn's are lifted:
+        "limit_request_line": 0,  # otherwise a request nginx accepts could get gunicorn's HTML error page
+        "limit_request_fields": 32768,
+        "limit_request_field_size": 0,
         "workers": plan.workers,
         "worker_class": "gthread",  # threads per worker, so concurrent requests can share a batch
         "threads": plan.http_threads,
@@ -144,6 +157,7 @@ class GunicornServer(BaseApplication):
 
 
 def main() -> int:
+    """`serve`: validate the environment, then run nginx and the model server until SIGTERM or either fails."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     try:
         env = ServingEnv.from_environ()
@@ -158,6 +172,74 @@ def main() -> int:
         env.model_dir, env.port, plan.workers, plan.torch_threads, plan.streams, plan.http_threads, host.cpus,
         host.memory_bytes / 1024**3,
     )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
+        run_dir = Path(tmp)
+        run_dir.chmod(0o755)  # nginx's workers run unprivileged and must reach the socket
+        socket, nginx_conf = run_dir / "model.sock", run_dir / "nginx.conf"
+        nginx_conf.write_text(
+            front.config(front.FrontConfig(env.port, socket, run_dir, env.max_payload_bytes, env.timeout))
+        )
+        return supervise(
+            [
+                Child("nginx", front.command(nginx_conf), signal.SIGQUIT),  # graceful: finish requests, then exit
+                Child("model server", [sys.executable, "-m", "dogbreed.serve", str(socket)], signal.SIGTERM),
+            ]
+        )
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    stop_signal: int
+    process: subprocess.Popen | None = None
+
+
+def supervise(children: list[Child]) -> int:
+    """Start the children; on SIGTERM/SIGINT or when one exits, stop the rest in list order. 0 only after a stop."""
+    stopping = False
+
+    def on_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("%s: stopping gracefully", signal.Signals(signum).name)
+            _signal(children[0])  # the front first: it still needs the model server for requests in flight
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    for child in children:
+        child.process = subprocess.Popen(child.command)
+    while all(child.process.poll() is None for child in children):
+        time.sleep(0.1)
+    if not stopping:
+        ended = next(child for child in children if child.process.poll() is not None)
+        log.error("%s exited with code %s: stopping the server", ended.name, ended.process.returncode)
+    for child in children:
+        _signal(child)
+        try:
+            child.process.wait(GRACEFUL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop within %d s: killing it", child.name, GRACEFUL_TIMEOUT_S)
+            child.process.kill()
+            child.process.wait()
+    return 0 if stopping and all(child.process.returncode == 0 for child in children) else 1
+
+
+def _signal(child: Child) -> None:
+    if child.process is not None and child.process.poll() is None:
+        child.process.send_signal(child.stop_signal)
+
+
+def model_server(socket: Path) -> int:
+    """gunicorn's master on the Unix socket nginx forwards to (the environment was validated by main)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    env = ServingEnv.from_environ()
+    plan = plan_server(env, machine.describe())
     _import_model_stack()
-    GunicornServer(gunicorn_options(env, plan), lambda: load_wsgi_app(env, plan)).run()
+    GunicornServer(gunicorn_options(env, plan, socket), lambda: load_wsgi_app(env, plan)).run()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(model_server(Path(sys.argv[1])))

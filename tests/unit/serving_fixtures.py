@@ -54,22 +54,25 @@ class Server:
     log: Path
 
     def worker_pids(self) -> set[int]:
+        """gunicorn's workers: the children of the model server, which `serve` runs beside nginx."""
         import psutil
 
-        return {child.pid for child in psutil.Process(self.process.pid).children()}
+        (master,) = (p for p in psutil.Process(self.process.pid).children() if "dogbreed.serve" in p.cmdline())
+        return {child.pid for child in master.children()}
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-def wait_for_ping(server: Server, statuses=(200,), timeout: float = 60) -> requests.Response:
+def wait_for_ping(server: Server, statuses=(200,), timeout: float = 60, body_has: bytes = b"") -> requests.Response:
+    """/ping's first answer with one of these statuses (and body_has in its body: the workers', not nginx's 503)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log_text()}")
         try:
             response = requests.get(f"{server.url}/ping", timeout=2)
-            if response.status_code in statuses:
+            if response.status_code in statuses and body_has in response.content:
                 return response
         except requests.RequestException:
             pass

@@ -86,7 +86,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits(base_dir, tmp_path):
 def test_missing_artifact_keeps_answering_503_with_the_reason(tmp_path):
     (tmp_path / "ml" / "model").mkdir(parents=True)
     with running_server(tmp_path / "ml", tmp_path / "server.log") as server:
-        ping = wait_for_ping(server, statuses=(503,))
+        ping = wait_for_ping(server, statuses=(503,), body_has=b"model not loaded")
         assert "not found" in ping.json()["error"]
         assert invoke(server, jpeg()).status_code == 503
         assert "model_config.json not found" in server.log_text()

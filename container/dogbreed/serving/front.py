@@ -1,0 +1,109 @@
+"""The buffering front of `serve`: nginx on SageMaker's port, handing only complete requests to gunicorn.
+
+Why a front (the layout of AWS's own bring-your-own examples): gunicorn's request threads read a request
+while the client sends it, so 40 clients sending their headers a byte at a time held every thread and /ping
+stopped answering. nginx holds slow and idle connections in its event loop at no thread's cost, reads each
+request whole (chunked bodies decoded, Content-Length set), and passes it to gunicorn on a Unix socket. It also
+refuses malformed HTTP before the app sees it; every error it answers itself is JSON {"error": ...}.
+
+Nothing here starts a process: config() renders the file, command() the argv (dogbreed.serve supervises).
+"""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+# What nginx answers by itself (the app answers everything it receives). 494 is nginx's internal code for
+# headers over large_client_header_buffers; 502 means gunicorn is not listening yet (workers still loading)
+# or any more: SageMaker's "not ready" is a 503.
+ERRORS = {
+    400: (400, "malformed HTTP request (request line, headers or chunked body)"),
+    411: (411, "a request body needs Content-Length or chunked Transfer-Encoding"),
+    414: (414, "request line too long"),
+    494: (431, "request headers too large"),
+    500: (500, "internal server error in the HTTP front; see the server log"),
+    501: (501, "unsupported Transfer-Encoding"),
+    502: (503, "the model server is not accepting requests (starting up or restarting)"),
+    503: (503, "the model server is not accepting requests"),
+    504: (504, "the model server did not answer in time"),
+    505: (505, "unsupported HTTP version"),
+}
+HEADER_BUFFER = "8k"  # longest request line or header line; gunicorn behind accepts anything nginx passes
+# Bodies up to this size stay in memory; larger ones (up to the payload limit) are buffered in a temp file, so
+# many slow clients declaring 6 MB bodies cannot make nginx hold gigabytes.
+BODY_MEMORY_BUFFER = "512k"
+SLOW_CLIENT_TIMEOUT_S = 30  # between two reads of a client's headers or body: then the connection is closed
+SHUTDOWN_TIMEOUT_S = 15  # SIGQUIT: requests in flight may finish within this (SageMaker kills after 30 s)
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    port: int
+    upstream_socket: Path  # gunicorn's Unix socket
+    run_dir: Path  # pid file, temp files
+    max_body_bytes: int
+    request_timeout_s: int  # the app's own deadline answers first; nginx gives up a little later
+
+
+def _error_pages(max_body_bytes: int) -> str:
+    too_large = f"request body exceeds the {max_body_bytes // 2**20} MB limit ({max_body_bytes} bytes)"
+    pages = {**ERRORS, 413: (413, too_large)}
+    return "".join(
+        f"        error_page {code} ={status} /_error/{code};\n"
+        f"        location = /_error/{code} {{ internal; return {status} '{json.dumps({'error': text})}'; }}\n"
+        for code, (status, text) in pages.items()
+    )
+
+
+def config(front: FrontConfig) -> str:
+    """nginx.conf for one worker process (the event loop needs far less than a core at our request rates)."""
+    run = front.run_dir
+    return f"""daemon off;
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log stderr warn;
+worker_rlimit_nofile 8192;
+worker_shutdown_timeout {SHUTDOWN_TIMEOUT_S}s;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type application/json;
+    server_tokens off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    client_max_body_size {front.max_body_bytes};
+    client_body_buffer_size {BODY_MEMORY_BUFFER};
+    client_header_buffer_size 4k;
+    large_client_header_buffers 4 {HEADER_BUFFER};
+    client_header_timeout {SLOW_CLIENT_TIMEOUT_S}s;
+    client_body_timeout {SLOW_CLIENT_TIMEOUT_S}s;
+    send_timeout {SLOW_CLIENT_TIMEOUT_S}s;
+    upstream model_server {{
+        server unix:{front.upstream_socket};
+        keepalive 32;
+    }}
+    server {{
+        listen 0.0.0.0:{front.port} reuseport backlog=1024;
+        location / {{
+            proxy_pass http://model_server;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering on;
+            proxy_buffers 64 16k;
+            proxy_read_timeout {front.request_timeout_s + 5}s;
+            proxy_send_timeout {front.request_timeout_s + 5}s;
+            proxy_intercept_errors off;
+        }}
+{_error_pages(front.max_body_bytes)}    }}
+}}
+"""
+
+
+def command(config_path: Path) -> list[str]:
+    """nginx in the foreground with this config; startup errors go to stderr (not /var/log/nginx)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [binary, "-e", "stderr", "-c", str(config_path)]
