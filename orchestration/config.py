@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import UsageError
 
-COMMANDS = ("hpo", "train", "deploy", "predict", "cleanup", "report", "all")
+COMMANDS = ("hpo", "train", "deploy", "predict", "cleanup", "report", "transform", "all")
 DEFAULT_TRAIN_INSTANCE = "ml.g4dn.xlarge"
 DEFAULT_ENDPOINT_INSTANCE = "ml.m5.large"
 LOCAL_IMAGE = "dog-breed-classifier:latest"
@@ -45,6 +45,9 @@ class Settings:
     train_instance_type: str = DEFAULT_TRAIN_INSTANCE
     train_instance_count: int = 1
     endpoint_instance_type: str = DEFAULT_ENDPOINT_INSTANCE
+    transform_input: str = ""
+    transform_output: str = ""
+    transform_instance_type: str = DEFAULT_ENDPOINT_INSTANCE
     hyperparameters: dict[str, str] = field(default_factory=dict)
     hyperparameters_file: Path | None = None
     objective: str = "valid_loss"
@@ -78,6 +81,7 @@ REQUIRED = {
     "predict": ("region",),
     "cleanup": ("region",),
     "report": ("region",),
+    "transform": ("image_uri", "role_arn", "transform_input", "output_s3", "region"),
     "all": ("image_uri", "role_arn", "data_s3", "output_s3", "region"),
 }
 
@@ -163,6 +167,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "train_instance_type": _matching(_INSTANCE, "a SageMaker instance type like ml.g4dn.xlarge"),
     "train_instance_count": _number(int, 1),
     "endpoint_instance_type": _matching(_INSTANCE, "a SageMaker instance type like ml.m5.large"),
+    "transform_instance_type": _matching(_INSTANCE, "a SageMaker instance type like ml.m5.large"),
     "hyperparameters": _hyperparameters,
     "hyperparameters_file": Path,
     "objective": _choice(OBJECTIVES),
@@ -180,7 +185,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "managed_rules": _boolean,
     "keep_endpoint": _boolean,
 }
-_S3_FIELDS = ("data_s3", "output_s3", "checkpoint_s3")
+_S3_FIELDS = ("data_s3", "output_s3", "checkpoint_s3", "transform_input", "transform_output")
 _SETTING_NAMES = {f.name for f in fields(Settings)} - {"command"}
 
 
@@ -199,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict": "send test images to the endpoint; print true vs predicted breed",
         "cleanup": "delete the endpoint, its endpoint config and model",
         "report": "loss plot, local rule verdicts, managed rule statuses, profiler summary (Markdown)",
+        "transform": "batch transform of the images under --transform-input with a training job's model",
         "all": "hpo → train → report → deploy → predict → cleanup",
     }
     for name in COMMANDS:
@@ -221,6 +227,9 @@ def _add_flags(sub: argparse.ArgumentParser) -> None:
     add("--train-instance-type", help=f"training instance type (default {DEFAULT_TRAIN_INSTANCE})")
     add("--train-instance-count", help="training instances (default 1)")
     add("--endpoint-instance-type", help=f"endpoint instance type (default {DEFAULT_ENDPOINT_INSTANCE})")
+    add("--transform-input", help="transform: S3 prefix of images to label (with --local: a local directory)")
+    add("--transform-output", help="transform: where the answers go (default OUTPUT/transform/JOB)")
+    add("--transform-instance-type", help=f"batch transform instance type (default {DEFAULT_ENDPOINT_INSTANCE})")
     add("--hp", dest="hyperparameters", action="append", metavar="KEY=VALUE", help="hyperparameter (repeatable)")
     add("--hyperparameters-file", help="best hyperparameters file (default WORKDIR/best_hyperparameters.json)")
     add("--objective", help=f"tuning objective: {' (minimise) or '.join(OBJECTIVES)} (maximise)")
@@ -237,7 +246,7 @@ def _add_flags(sub: argparse.ArgumentParser) -> None:
         help="no managed Debugger rules (closed to new customers since 2026-07); report checks locally",
     )
     add("--checkpoint-s3", help="checkpoint S3 URI (default OUTPUT/checkpoints/JOB)")
-    add("--training-job", help="training job to deploy or report on (default: the last one trained)")
+    add("--training-job", help="training job to deploy, transform with or report on (default: the last one trained)")
     add("--endpoint-name", help="endpoint to predict with or clean up (default: the last one deployed)")
     add("--images", nargs="+", help="image files to predict (default: COUNT images of the test split)")
     add("--count", help="test images to predict (default 6)")
@@ -295,6 +304,7 @@ def _local_defaults(values: dict[str, Any], local: bool) -> dict[str, Any]:
         "region": LOCAL_REGION,
         "train_instance_type": "local",
         "endpoint_instance_type": "local",
+        "transform_instance_type": "local",
         "managed_rules": False,
     }
     workdir = Path(values.get("workdir", Settings.workdir)).resolve()

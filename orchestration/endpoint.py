@@ -28,6 +28,11 @@ ACCEPT_LABELLED = "application/json;verbose=true"
 
 def model_artifact(settings: Settings, session: sagemaker.Session, training_job: str) -> str:
     """The model.tar.gz a training job produced (a dry run assumes SageMaker's default location)."""
+    if settings.local:  # local mode forgets its jobs when the process ends; their artifacts stay in OUTPUT
+        artifact = f"{settings.output_s3}/{training_job}/model.tar.gz"
+        if not Path(urlparse(artifact).path).is_file():
+            raise OrchestrationError(f"local training job {training_job}: no model artifact at {artifact}")
+        return artifact
     description = session.sagemaker_client.describe_training_job(TrainingJobName=training_job)
     artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if artifact:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sagemaker
 from botocore.exceptions import ClientError
 
-from . import endpoint, jobs, report
+from . import endpoint, jobs, report, transform
 from .config import Settings
 from .errors import UsageError, describe_aws_error
 from .waiting import Watched, wait_for
@@ -195,6 +195,30 @@ def cleanup(run: Run, name: str = "") -> None:
         run.remember()
 
 
+def transform_step(run: Run) -> None:
+    """Batch transform of --transform-input with the training job's model; one labelled line per image."""
+    settings = run.settings
+    job = run.recalled("training_job", "--training-job")
+    model_data = endpoint.model_artifact(settings, run.session, job)
+    name = run.new_name("tf")
+    run.say(f"transform job {name}: {settings.transform_input} with {model_data} ({settings.transform_instance_type})")
+    run.track(f"transform job {name}", run.aws_stop("transform-job", "transform-job-name", name))
+    output = transform.start(settings, run.session, model_data, name)
+    if settings.dry_run:
+        return
+    if not settings.local:
+        transform.wait(settings, run.session, name, run.say)
+    run.started.pop(f"transform job {name}")
+    run.session.sagemaker_client.delete_model(ModelName=name)  # created for this job only
+    rows = transform.results(run.session, output)
+    run.say(f"{'image':<40} {'predicted breed':<32} probability")
+    for row in rows:
+        run.say(f"{row['image'][:40]:<40} {row['breed'][:32]:<32} {float(row['probability']):.3f}")
+    table = settings.workdir / name / "predictions.csv"
+    transform.write_csv(rows, table)
+    run.say(f"{len(rows)} images labelled: {table} (the container's answers: {output})")
+
+
 def everything(run: Run) -> None:
     """hpo → train → report → deploy → predict → cleanup (unless --keep-endpoint)."""
     if run.settings.local:
@@ -221,5 +245,6 @@ STEPS: dict[str, Callable[[Run], object]] = {
     "deploy": deploy,
     "predict": predict,
     "cleanup": cleanup,
+    "transform": transform_step,
     "all": everything,
 }

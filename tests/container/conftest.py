@@ -99,7 +99,9 @@ def wait_for_ping(url: str, timeout: float = 60) -> float:
 
 
 @contextlib.contextmanager
-def serving(image: str, model_dir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+def serving(
+    image: str, model_dir: Path, env: dict[str, str] | None = None, docker_args: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str]]:
     """Run `IMAGE serve` on a free loopback port; yields (base URL, container name)."""
     port, name = free_port(), f"dogbreed-test-{uuid.uuid4().hex[:8]}"
     env_args = [
@@ -114,6 +116,7 @@ def serving(image: str, model_dir: Path, env: dict[str, str] | None = None) -> I
             name,
             "--network",
             "host",
+            *docker_args,
             *env_args,
             "-v",
             f"{model_dir}:/opt/ml/model:ro",

@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -149,6 +150,71 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("custom attribute top_k=abc", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=abc"}, good, 400),
         ("custom attribute top_k=0", {**jpg, "X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}, good, 400),
     ]
+
+
+def malformed_http() -> list[tuple[str, bytes, int]]:
+    """(name, raw request, expected status): HTTP the app never sees; the front answers each in JSON."""
+    post = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    chunked = post + b"Transfer-Encoding: chunked\r\n\r\n"
+    return [
+        ("bad request line", b"GARBAGE\r\n\r\n", 400),
+        ("invalid chunk size", chunked + b"ZZZ\r\nabc\r\n0\r\n\r\n", 400),
+        ("chunk longer than its size", chunked + b"3\r\nabcdef\r\n0\r\n\r\n", 400),
+        ("header line of 9 KB", b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        ("request line of 9 KB", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        ("HTTP/2.0 request line", b"GET /ping HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        ("Transfer-Encoding gzip", post + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+        ("Content-Length 7 MB", post + b"Content-Length: 7000000\r\n\r\nabc", 413),
+        ("two Content-Lengths", post + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    ]
+
+
+def raw_exchange(host: str, port: int, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, close the sending side, return all the server answers."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(request)
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def status_and_json(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+class SlowClients:
+    """count connections that send a request's headers one byte every `interval` seconds, never finishing."""
+
+    def __init__(self, host: str, port: int, count: int, interval: float = 0.5):
+        self.conns = [socket.create_connection((host, port), timeout=10) for _ in range(count)]
+        self.interval, self.sent, self.closed_by_server = interval, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drip, daemon=True)
+
+    def _drip(self) -> None:
+        header = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nX-Slow: " + b"a" * 1000
+        while not self._stop.wait(self.interval):
+            byte = header[self.sent % len(header) : self.sent % len(header) + 1]
+            for conn in list(self.conns):
+                try:
+                    conn.sendall(byte)
+                except OSError:
+                    self.conns.remove(conn)
+                    self.closed_by_server += 1
+            self.sent += 1
+
+    def __enter__(self) -> "SlowClients":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self.conns:
+            conn.close()
 
 
 def in_flight_request(host: str, port: int, body: bytes, stop: Callable[[], None]) -> bytes:

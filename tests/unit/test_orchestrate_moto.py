@@ -7,7 +7,17 @@ from pathlib import Path
 import boto3
 import pytest
 from moto_server import MotoServer, aws_environment
-from orchestrate_support import IMAGE, OUTPUT_S3, REQUIRED, ROLE, run_cli, run_script, upload_sample_data
+from orchestrate_support import (
+    DATA_S3,
+    IMAGE,
+    OUTPUT_BUCKET,
+    OUTPUT_S3,
+    REQUIRED,
+    ROLE,
+    run_cli,
+    run_script,
+    upload_sample_data,
+)
 
 from dogbreed.metrics import METRIC_DEFINITIONS, epoch_line
 
@@ -200,3 +210,32 @@ def test_commands_default_to_the_last_training_job(aws: MotoServer, capsys, comm
     assert result.error_lines == [
         "orchestrate.py: error: --training-job: not given, and orchestrate-runs/state.json records none"
     ]
+
+
+def test_transform_runs_single_record_jobs_and_prints_one_label_per_image(aws: MotoServer, capsys, tmp_path):
+    upload_sample_data(tmp_path)
+    assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
+    (train,) = aws.calls("CreateTrainingJob")
+    output = f"{OUTPUT_S3}/answers"
+    answer = {"predictions": [{"label": "002.Afghan_hound", "breed": "Afghan hound", "probability": 0.9}]}
+    for image in ("001.Affenpinscher/a.jpg", "002.Afghan_hound/b.jpg"):  # what SageMaker writes per input file
+        boto3.client("s3").put_object(Bucket=OUTPUT_BUCKET, Key=f"runs/answers/{image}.out", Body=json.dumps(answer))
+
+    result = run_cli(
+        capsys, "transform", *REQUIRED, "--transform-input", f"{DATA_S3}/test", "--transform-output", output
+    )
+    assert result.code == 0, result.err
+    (model,) = aws.calls("CreateModel")
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"{OUTPUT_S3}/{train['TrainingJobName']}/output/model.tar.gz"
+    (job,) = aws.calls("CreateTransformJob")
+    assert job["ModelName"] == model["ModelName"]
+    assert job["BatchStrategy"] == "SingleRecord"
+    assert job["TransformInput"]["ContentType"] == "application/x-image"
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"{DATA_S3}/test"
+    assert job["TransformOutput"] == {"S3OutputPath": output, "Accept": "application/json;verbose=true"}
+    assert job["TransformResources"]["InstanceType"] == "ml.m5.large"
+    assert aws.calls("DeleteModel")  # the model made for the job goes with it
+    rows = [line.split(maxsplit=1) for line in result.out.splitlines() if line.endswith("0.900")]
+    assert [row[0] for row in rows] == ["001.Affenpinscher/a.jpg", "002.Afghan_hound/b.jpg"]
+    table = tmp_path / "orchestrate-runs" / job["TransformJobName"] / "predictions.csv"
+    assert table.read_text().splitlines()[1] == "001.Affenpinscher/a.jpg,002.Afghan_hound,Afghan hound,0.9"

@@ -89,6 +89,7 @@ http {{
     server {{
         listen 0.0.0.0:{front.port} reuseport backlog=1024;
         location / {{
+            if (!-e {front.upstream_socket}) {{ return 503; }}  # workers still loading: no error log per /ping
             proxy_pass http://model_server;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -1,0 +1,101 @@
+"""Batch transform: label every image under an S3 prefix (or, with --local, a folder) with a trained model.
+
+One request per image (SingleRecord, application/x-image: any format the container reads), answered with the
+container's labelled JSON; SageMaker writes it to OUTPUT/transform/JOB/<image>.out, and this module prints one
+line per image and writes them to WORKDIR/JOB/predictions.csv.
+
+The strategy is always passed: the container's /execution-parameters answers in the service's documented form
+("MULTI_RECORD", as SageMaker's own containers do), which SageMaker reads, but the SDK's local mode accepts only
+the API's spelling ("MultiRecord"/"SingleRecord") and raises "Invalid Batch Strategy" on it when left to ask.
+"""
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import sagemaker
+from sagemaker.model import Model
+
+from .config import Settings
+from .endpoint import ACCEPT_LABELLED
+from .errors import OrchestrationError
+from .waiting import Watched, wait_for
+
+CONTENT_TYPE = "application/x-image"
+STRATEGY = "SingleRecord"  # one image per request: images are binary files, not records to split or join
+MAX_PAYLOAD_MB = 6
+
+
+def start(settings: Settings, session: sagemaker.Session, model_data: str, name: str) -> str:
+    """Create the model and the transform job (waits in local mode, which runs it in-process); the output URI."""
+    model = Model(
+        image_uri=settings.image_uri, model_data=model_data, role=settings.role_arn, name=name,
+        sagemaker_session=session,
+    )  # fmt: skip
+    output = settings.transform_output or f"{settings.output_s3}/transform/{name}"
+    transformer = model.transformer(
+        instance_count=1,
+        instance_type=settings.transform_instance_type,
+        strategy=STRATEGY,
+        max_payload=MAX_PAYLOAD_MB,
+        accept=ACCEPT_LABELLED,
+        output_path=output,
+    )
+    transformer.transform(
+        settings.transform_input, content_type=CONTENT_TYPE, split_type=None, job_name=name, wait=settings.local,
+        logs=False,
+    )  # fmt: skip
+    return output
+
+
+def wait(settings: Settings, session: sagemaker.Session, name: str, say: Callable[[str], None]) -> None:
+    client = session.sagemaker_client
+    wait_for(
+        Watched(
+            "transform job", name, lambda: client.describe_transform_job(TransformJobName=name),
+            "TransformJobStatus", ("Completed",),
+        ),
+        settings.poll_seconds,
+        say,
+    )  # fmt: skip
+
+
+def results(session: sagemaker.Session, output: str) -> list[dict[str, str]]:
+    """One row per image: its name (relative to the input prefix) and the top class of the container's answer."""
+    rows = []
+    for name, body in sorted(_outputs(session, output)):
+        try:
+            best = json.loads(body)["predictions"][0]
+            rows.append(
+                {"image": name, "label": best["label"], "breed": best["breed"], "probability": best["probability"]}
+            )
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise OrchestrationError(f"transform output {name}.out is not a labelled answer: {body[:200]!r}") from None
+    if not rows:
+        raise OrchestrationError(f"the transform job wrote no answers under {output}")
+    return rows
+
+
+def _outputs(session: sagemaker.Session, output: str) -> Iterator[tuple[str, bytes]]:
+    parsed = urlparse(output)
+    if parsed.scheme == "file":
+        root = Path(parsed.path)
+        for path in root.rglob("*.out"):
+            yield str(path.relative_to(root))[: -len(".out")], path.read_bytes()
+        return
+    s3, prefix = session.boto_session.client("s3"), parsed.path.lstrip("/") + "/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith(".out"):
+                body = s3.get_object(Bucket=parsed.netloc, Key=item["Key"])["Body"].read()
+                yield item["Key"][len(prefix) : -len(".out")], body
+
+
+def write_csv(rows: list[dict[str, str]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as sink:
+        writer = csv.DictWriter(sink, fieldnames=["image", "label", "breed", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
