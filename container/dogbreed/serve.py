@@ -1,7 +1,7 @@
 """`serve`: SageMaker's hosting contract: nginx on the port in front of gunicorn, each worker one model + batcher.
 
 `serve` supervises two processes: nginx (dogbreed.serving.front), which holds client connections and hands
-complete requests to gunicorn on a Unix socket, and the model server (`python -m dogbreed.serve SOCKET`:
+complete requests to gunicorn on a Unix socket, and the model server (`python -m dogbreed.serve RUN_DIR`:
 gunicorn's master, whose workers each load the model). If either exits, the other is stopped and `serve`
 exits non-zero, so SageMaker replaces the container instead of keeping half a server.
 
@@ -85,10 +85,12 @@ def plan_server(env: ServingEnv, host: machine.Machine) -> ServerPlan:
     return ServerPlan(workers=workers, torch_threads=torch_threads, streams=streams, http_threads=http_threads)
 
 
-def gunicorn_options(env: ServingEnv, plan: ServerPlan, socket: Path) -> dict:
+def gunicorn_options(env: ServingEnv, plan: ServerPlan, run_dir: Path) -> dict:
     return {
-        "bind": f"unix:{socket}",  # only nginx connects; it enforces the HTTP limits, so gunicorn's are lifted:
-        "limit_request_line": 0,  # otherwise a request nginx accepts could get gunicorn's HTML error page
+        # Only nginx connects, and it enforces the HTTP limits: gunicorn's are lifted, or a request nginx accepts
+        # could get gunicorn's HTML error page.
+        "bind": f"unix:{front.socket_path(run_dir)}",
+        "limit_request_line": 0,
         "limit_request_fields": 32768,
         "limit_request_field_size": 0,
         "workers": plan.workers,
@@ -102,8 +104,13 @@ def gunicorn_options(env: ServingEnv, plan: ServerPlan, socket: Path) -> dict:
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "dogbreed-serve",
-        "post_worker_init": lambda worker: log.info("worker %d ready", worker.pid),
+        "post_worker_init": lambda worker: _worker_ready(worker.pid, run_dir),
     }
+
+
+def _worker_ready(pid: int, run_dir: Path) -> None:
+    log.info("worker %d ready", pid)
+    front.ready_marker(run_dir).touch()
 
 
 def load_wsgi_app(env: ServingEnv, plan: ServerPlan):
@@ -175,14 +182,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
         run_dir = Path(tmp)
         run_dir.chmod(0o755)  # nginx's workers run unprivileged and must reach the socket
-        socket, nginx_conf = run_dir / "model.sock", run_dir / "nginx.conf"
-        nginx_conf.write_text(
-            front.config(front.FrontConfig(env.port, socket, run_dir, env.max_payload_bytes, env.timeout))
-        )
+        nginx_conf = run_dir / "nginx.conf"
+        nginx_conf.write_text(front.config(front.FrontConfig(env.port, run_dir, env.max_payload_bytes, env.timeout)))
         return supervise(
             [
                 Child("nginx", front.command(nginx_conf), signal.SIGQUIT),  # graceful: finish requests, then exit
-                Child("model server", [sys.executable, "-m", "dogbreed.serve", str(socket)], signal.SIGTERM),
+                Child("model server", [sys.executable, "-m", "dogbreed.serve", str(run_dir)], signal.SIGTERM),
             ]
         )
 
@@ -231,13 +236,13 @@ def _signal(child: Child) -> None:
         child.process.send_signal(child.stop_signal)
 
 
-def model_server(socket: Path) -> int:
-    """gunicorn's master on the Unix socket nginx forwards to (the environment was validated by main)."""
+def model_server(run_dir: Path) -> int:
+    """gunicorn's master on the Unix socket in run_dir that nginx forwards to (main validated the environment)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     env = ServingEnv.from_environ()
     plan = plan_server(env, machine.describe())
     _import_model_stack()
-    GunicornServer(gunicorn_options(env, plan, socket), lambda: load_wsgi_app(env, plan)).run()
+    GunicornServer(gunicorn_options(env, plan, run_dir), lambda: load_wsgi_app(env, plan)).run()
     return 0
 
 

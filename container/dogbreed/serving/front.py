@@ -40,10 +40,20 @@ SHUTDOWN_TIMEOUT_S = 15  # SIGQUIT: requests in flight may finish within this (S
 @dataclass(frozen=True)
 class FrontConfig:
     port: int
-    upstream_socket: Path  # gunicorn's Unix socket
-    run_dir: Path  # pid file, temp files
+    run_dir: Path  # gunicorn's socket, the ready marker, nginx's pid and temp files
     max_body_bytes: int
     request_timeout_s: int  # the app's own deadline answers first; nginx gives up a little later
+
+
+def socket_path(run_dir: Path) -> Path:
+    """gunicorn's Unix socket, the only way in to the model server."""
+    return run_dir / "model.sock"
+
+
+def ready_marker(run_dir: Path) -> Path:
+    """Created by the first gunicorn worker that has loaded the model; until then nginx answers 503 itself
+    (quietly: proxying to a socket with no worker behind would log an error for every /ping)."""
+    return run_dir / "worker-ready"
 
 
 def _error_pages(max_body_bytes: int) -> str:
@@ -83,13 +93,13 @@ http {{
     client_body_timeout {SLOW_CLIENT_TIMEOUT_S}s;
     send_timeout {SLOW_CLIENT_TIMEOUT_S}s;
     upstream model_server {{
-        server unix:{front.upstream_socket};
+        server unix:{socket_path(run)};
         keepalive 32;
     }}
     server {{
         listen 0.0.0.0:{front.port} reuseport backlog=1024;
         location / {{
-            if (!-e {front.upstream_socket}) {{ return 503; }}  # workers still loading: no error log per /ping
+            if (!-f {ready_marker(run)}) {{ return 503; }}
             proxy_pass http://model_server;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
