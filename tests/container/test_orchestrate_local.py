@@ -52,6 +52,21 @@ def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp
     assert ours.isdisjoint(existing)
     assert not list((tmp_path / "orchestrate-runs").glob("sdk-local-*"))
 
+    # Batch transform with the model `all` trained (state.json remembers the job): one labelled row per image.
+    transformed = subprocess.run(
+        [sys.executable, str(ROOT / "orchestrate.py"), "transform", "--local", "--image-uri", image,
+         "--transform-input", str(data / "test")],
+        cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert transformed.returncode == 0, transformed.stdout[-3000:] + transformed.stderr[-3000:]
+    images = sorted(str(p.relative_to(data / "test")) for p in (data / "test").glob("*/*.jpg"))
+    labelled = re.findall(r"^(\S+\.jpg)\s+(.+?)\s+([01]\.\d{3})$", transformed.stdout, re.MULTILINE)
+    assert [image for image, _, _ in labelled] == images
+    (table,) = (tmp_path / "orchestrate-runs").glob("dogbreed-tf-*/predictions.csv")
+    assert len(table.read_text().splitlines()) == len(images) + 1
+    assert not list((tmp_path / "orchestrate-runs").glob("sdk-local-*"))
+
 
 def test_only_the_containers_created_inside_the_block_are_removed(image: str) -> None:
     created: list[str] = []

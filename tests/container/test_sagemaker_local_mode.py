@@ -1,5 +1,6 @@
 """SageMaker Python SDK v2 local mode fits, deploys and invokes our image, as users would on SageMaker."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,37 @@ def sdk_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def test_local_mode_fit_deploy_predict(image: str, tmp_path: Path, sdk_environment: None) -> None:
+def test_local_mode_fit_deploy_predict_and_batch_transform(image: str, tmp_path: Path, sdk_environment: None) -> None:
     with removing_new_containers(image):  # local mode leaves its containers behind
-        fit_deploy_predict(image, tmp_path)
+        estimator, answers = fit_deploy_predict(image, tmp_path)
+        batch_transform(estimator, answers, tmp_path)
 
 
-def fit_deploy_predict(image: str, tmp_path: Path) -> None:
+def batch_transform(estimator, answers: dict[str, tuple[bytes, list[float]]], tmp_path: Path) -> None:
+    """README's call: one labelled JSON answer per image file, the endpoint's top class for each."""
+    images = tmp_path / "to-label"
+    images.mkdir()
+    for name, (body, _) in answers.items():
+        (images / name).write_bytes(body)
+    transformer = estimator.transformer(
+        instance_count=1,
+        instance_type="local",
+        strategy="SingleRecord",  # passed, so the SDK never reads the container's MULTI_RECORD
+        accept="application/json;verbose=true",
+        output_path=f"file://{tmp_path / 'transform-out'}",
+    )
+    transformer.transform(f"file://{images}", content_type="application/x-image", split_type=None, wait=True)
+    outputs = {
+        p.name.removesuffix(".out"): json.loads(p.read_bytes()) for p in (tmp_path / "transform-out").glob("*.out")
+    }
+    assert sorted(outputs) == sorted(answers)
+    for name, answer in outputs.items():
+        (prediction,) = answer["predictions"]
+        assert prediction["class"] == int(np.argmax(answers[name][1])) + 1, name
+    assert outputs["sample_dog.jpg"]["predictions"][0]["label"] == "001.Affenpinscher"
+
+
+def fit_deploy_predict(image: str, tmp_path: Path):
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.estimator import Estimator
     from sagemaker.local import LocalSession
@@ -65,5 +91,9 @@ def fit_deploy_predict(image: str, tmp_path: Path) -> None:
         # The two client lines our users' notebooks already have; sample_dog.jpg is breed 1.
         assert (np.argmax(response, 1) + 1).tolist() == [1]
         assert np.argmax(response[0]) + 1 == 1
+        others = sorted((data / "test").glob("*/*.jpg"))[:3]
+        bodies = {"sample_dog.jpg": payload, **{f"{p.parent.name}-{p.name}": p.read_bytes() for p in others}}
+        answers = {name: (body, predictor.predict(body)[0]) for name, body in bodies.items()}
     finally:
-        predictor.delete_endpoint()
+        predictor.delete_endpoint()  # batch transform serves on the same local port
+    return estimator, answers

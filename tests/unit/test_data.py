@@ -55,3 +55,21 @@ def test_subset_is_seeded_and_capped(dog_images):
     half = data.subset(train, fraction=0.5, limit=0, seed=1)
     assert len(half) == 4 and half.samples == data.subset(train, fraction=0.5, limit=0, seed=1).samples
     assert len(data.subset(train, fraction=1.0, limit=2, seed=1)) == 2
+
+
+def test_sixteen_bit_grayscale_trains_as_its_eight_bit_twin_and_float_images_are_skipped(tmp_path, caplog):
+    """Training decodes like serving (presets.decode_rgb): no 16-bit image clipped to white, no range guessed."""
+    import numpy as np
+    from PIL import Image
+
+    gray8 = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    folder = tmp_path / "001.Affenpinscher"
+    folder.mkdir()
+    Image.fromarray(gray8).save(folder / "eight.png")
+    Image.fromarray(gray8.astype(np.uint16) * 257).save(folder / "sixteen.png")
+    Image.new("F", (20, 30)).save(folder / "float.tiff")
+    samples = [(folder / name, 0) for name in ("eight.png", "sixteen.png", "float.tiff")]
+    images = data.ImageList(samples)
+    assert np.array_equal(np.asarray(images[0][0]), np.asarray(images[1][0]))
+    assert images[2] is None
+    assert "no defined brightness range" in caplog.text
