@@ -98,7 +98,7 @@ def gunicorn_options(env: ServingEnv, plan: ServerPlan, run_dir: Path) -> dict:
         "threads": plan.http_threads,
         "timeout": env.timeout,  # gthread: worker heartbeat; request deadlines are the predictor's
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
-        "keepalive": 5,
+        "keepalive": front.UPSTREAM_KEEPALIVE_S,
         "preload_app": False,  # each worker loads its own model after fork (torch is not fork-safe)
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,  # heartbeats off overlayfs
         "errorlog": "-",

@@ -34,6 +34,9 @@ HEADER_BUFFER = "8k"  # longest request line or header line; gunicorn behind acc
 # many slow clients declaring 6 MB bodies cannot make nginx hold gigabytes.
 BODY_MEMORY_BUFFER = "512k"
 SLOW_CLIENT_TIMEOUT_S = 30  # between two reads of a client's headers or body: then the connection is closed
+# gunicorn closes a connection idle this long; nginx drops its idle ones sooner, so it never sends a request on
+# one gunicorn is closing (a POST is not retried: the client would get a 503).
+UPSTREAM_KEEPALIVE_S = 5
 SHUTDOWN_TIMEOUT_S = 15  # SIGQUIT: requests in flight may finish within this (SageMaker kills after 30 s)
 
 
@@ -95,6 +98,7 @@ http {{
     upstream model_server {{
         server unix:{socket_path(run)};
         keepalive 32;
+        keepalive_timeout {UPSTREAM_KEEPALIVE_S - 3}s;
     }}
     server {{
         listen 0.0.0.0:{front.port} reuseport backlog=1024;
