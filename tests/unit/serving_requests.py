@@ -170,7 +170,14 @@ def malformed_http() -> list[tuple[str, bytes, int]]:
 
 
 def raw_exchange(host: str, port: int, request: bytes, timeout: float = 10) -> bytes:
-    """Send raw bytes, close the sending side, return all the server answers."""
+    """Send raw bytes and read the response (as a client does: without closing its side first)."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(request)
+        return _read_http_response(conn)
+
+
+def cut_short(host: str, port: int, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, close the sending side (the body ends early), return whatever the server sends."""
     with socket.create_connection((host, port), timeout=timeout) as conn:
         conn.sendall(request)
         conn.shutdown(socket.SHUT_WR)
@@ -232,7 +239,10 @@ def in_flight_request(host: str, port: int, body: bytes, stop: Callable[[], None
 def _read_http_response(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data  # closed without a (complete) response
+        data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     length = int(
         next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 import requests
 from serving_fixtures import CLASS_NAMES, REPO, running_server, wait_for_ping, write_artifact
-from serving_requests import MIB, bad_requests, in_flight_request, instances, jpeg, padded_jpeg
+from serving_requests import (
+    MIB,
+    bad_requests,
+    in_flight_request,
+    instances,
+    jpeg,
+    malformed_http,
+    padded_jpeg,
+    raw_exchange,
+    status_and_json,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +91,16 @@ def test_sigterm_answers_the_request_in_flight_then_exits(base_dir, tmp_path):
         assert len(json.loads(response.split(b"\r\n\r\n", 1)[1])[0]) == len(CLASS_NAMES)
         server.process.wait(30)
         assert time.monotonic() - stopped_at < 30
+
+
+def test_malformed_http_is_answered_in_json_by_the_front(base_dir, tmp_path):
+    with running_server(base_dir, tmp_path / "server.log") as server:
+        wait_for_ping(server)
+        for case, request, status in malformed_http():
+            code, body = status_and_json(raw_exchange("127.0.0.1", server.port, request))
+            assert (code, case) == (status, case)
+            assert body["error"], case
+        assert invoke(server, jpeg()).status_code == 200
 
 
 def test_missing_artifact_keeps_answering_503_with_the_reason(tmp_path):
