@@ -47,7 +47,7 @@ def batch_transform(estimator, answers: dict[str, tuple[bytes, list[float]]], tm
         accept="application/json;verbose=true",
         output_path=f"file://{tmp_path / 'transform-out'}",
     )
-    transformer.transform(f"file://{images}", content_type="application/x-image", split_type=None, wait=True)
+    transformer.transform(f"file://{images}", content_type="application/x-image", split_type=None, logs=False)
     outputs = {
         p.name.removesuffix(".out"): json.loads(p.read_bytes()) for p in (tmp_path / "transform-out").glob("*.out")
     }
