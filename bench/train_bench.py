@@ -52,19 +52,20 @@ def trial_hyperparameters(args: argparse.Namespace, *, cached: bool) -> dict[str
         "augment": "false",
         "cache_features": str(cached).lower(),
         "lr": "0.001",
+        "patience": "0",  # all epochs: the cost of a full trial
     }
 
 
-def make_job(base: Path, dataset: Path, args: argparse.Namespace, *, cached: bool) -> Path:
-    """An /opt/ml tree whose `training` channel links to the shared dataset (and `pretrained` to --weights)."""
+def make_job(base: Path, dataset: Path, hyperparameters: dict[str, str], weights: Path | None = None) -> Path:
+    """An /opt/ml tree whose `training` channel links to the shared dataset (and `pretrained` to weights)."""
     config, channels = base / "input" / "config", base / "input" / "data"
     config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(trial_hyperparameters(args, cached=cached)))
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     channels.mkdir()
     (channels / "training").symlink_to(dataset)
-    if args.weights is not None:
+    if weights is not None:
         (channels / "pretrained").mkdir()
-        (channels / "pretrained" / args.weights.name).symlink_to(args.weights.resolve())
+        (channels / "pretrained" / weights.name).symlink_to(weights.resolve())
     return base
 
 
@@ -125,9 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         passes = {precision: one_pass(dataset, args, precision) for precision in ("fp32", "auto")}
         for precision, seconds in passes.items():
             print(f"one_pass precision={precision} seconds={seconds:.2f} img_s={total / seconds:.1f}")
-        cached = run_trial(make_job(Path(tmp) / "cached", dataset, args, cached=True))
+        cached = run_trial(
+            make_job(Path(tmp) / "cached", dataset, trial_hyperparameters(args, cached=True), args.weights)
+        )
         epoch_rates("cached", cached[1], per_epoch)
-        plain = run_trial(make_job(Path(tmp) / "plain", dataset, args, cached=False))
+        plain = run_trial(
+            make_job(Path(tmp) / "plain", dataset, trial_hyperparameters(args, cached=False), args.weights)
+        )
         epoch_rates("plain", plain[1], per_epoch)
     print(f"cached_trial seconds={cached[0]:.2f} plain_trial seconds={plain[0]:.2f}")
     print(
