@@ -47,8 +47,10 @@ def hyperparameters(args: argparse.Namespace, recipe: str, seed: int) -> dict[st
         "num_workers": "0",
         "seed": str(seed),
         "augment": str(args.augment).lower(),
+        "fine_tune": args.fine_tune,
     }
-    return {**common, **RECIPES[recipe]}
+    overrides = dict(pair.split("=", 1) for pair in args.new) if recipe == "new" else {}
+    return {**common, **RECIPES[recipe], **overrides}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=6)
     parser.add_argument("--per-class", type=int, default=30, help="training images per class")
     parser.add_argument("--augment", action="store_true", help="augment=true: the backbone runs every epoch")
+    parser.add_argument("--fine-tune", default="head", help="head (the default; cached features) or all")
+    parser.add_argument("--new", nargs="*", default=[], metavar="KEY=VALUE", help="try other values for the new recipe")
     return parser.parse_args(argv)
 
 

@@ -159,9 +159,11 @@ def report_step(run: Run, job: str = "") -> None:
         files = report.fetch_local_run(run.settings.output_s3, job, out_dir)
     else:
         files = report.fetch_run(run.session, job, out_dir)
-    path, verdicts = report.write_report(job, files, out_dir / "report")
+    path, verdicts, advice = report.write_report(job, files, out_dir / "report")
     for verdict in verdicts:
         run.say(f"{verdict.rule:<28} {verdict.status:<8} {verdict.detail}")
+    for line in advice:
+        run.say(f"recommendation: {line}")
     run.say(f"report: {path}")
 
 
