@@ -61,7 +61,7 @@ class Hyperparameters:
     """Every hyperparameter the training job understands, with its default."""
 
     epochs: int = _hp(10, _number(int, 1, 10_000), "passes over the training data")
-    lr: float = _hp(1e-3, _number(float, 1e-8, 10.0), "learning rate")
+    lr: float = _hp(3e-4, _number(float, 1e-8, 10.0), "learning rate (peak, with lr_schedule=cosine)")
     batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per training process)")
     optimizer: str = _hp("adam", _choice(OPTIMIZERS), "optimizer")
     weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty / decoupled decay (adamw)")
@@ -80,7 +80,7 @@ class Hyperparameters:
     select_by: str = _hp(
         "valid_loss", _choice(SELECT_BY), "which epoch's model is delivered: lowest valid_loss, highest valid_acc, last"
     )
-    patience: int = _hp(3, _number(int, 0, 10_000), "stop after this many epochs without a better select_by (0: off)")
+    patience: int = _hp(0, _number(int, 0, 10_000), "stop after this many epochs without a better select_by (0: off)")
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
     num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
     train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")

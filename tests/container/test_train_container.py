@@ -46,7 +46,10 @@ def test_train_writes_model_and_reports(trained_opt_ml: Path) -> None:
     assert config["architecture"] == "resnet50" and len(config["class_names"]) == 4
     assert (trained_opt_ml / "model" / "model.pt").stat().st_size > 1_000_000
     report = json.loads((trained_opt_ml / "output" / "data" / "metrics.json").read_text())
-    assert [row["epoch"] for row in report["epochs"]] == list(range(1, int(QUICK_HYPERPARAMETERS["epochs"]) + 1))
+    run = report["final"]["epochs"]  # patience may stop before QUICK_HYPERPARAMETERS' epochs
+    assert [row["epoch"] for row in report["epochs"]] == list(range(1, run + 1))
+    assert config["metrics"]["best_epoch"] == min(report["epochs"], key=lambda row: row["valid_loss"])["epoch"]
+    assert (trained_opt_ml / "output" / "data" / "confusion.png").read_bytes().startswith(b"\x89PNG")
     assert (trained_opt_ml / "output" / "data" / "loss.png").read_bytes().startswith(b"\x89PNG")
     assert not (trained_opt_ml / "output" / "failure").exists()
 
@@ -62,7 +65,7 @@ def test_bad_hyperparameter_fails_naming_the_key(image: str, tmp_path: Path) -> 
 
 def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -> None:
     # Frozen backbone with augmentation: a full forward pass per image every epoch, no feature cache.
-    slow_epochs = {"epochs": "6", "image_size": "32", "fine_tune": "head", "augment": "true"}
+    slow_epochs = {"epochs": "6", "image_size": "32", "fine_tune": "head", "augment": "true", "patience": "0"}
     hyperparameters = {**QUICK_HYPERPARAMETERS, **slow_epochs}
     opt_ml, checkpoints = make_opt_ml(tmp_path / "opt_ml", hyperparameters), tmp_path / "checkpoints"
     checkpoints.mkdir()
@@ -87,7 +90,10 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -
     rerun = docker_train(image, opt_ml, *mount)
     assert f"resuming from /opt/ml/checkpoints/{newest.name} after {done} completed epoch(s)" in rerun.stdout
     assert epochs_logged(rerun.stdout) == list(range(done + 1, 7))
-    assert json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]["epochs"] == 6
+    metrics = json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]
+    assert metrics["epochs"] == 6 and (checkpoints / "best.pt").is_file()
+    assert f"final best_epoch={metrics['best_epoch']} " in rerun.stdout
+    assert not (opt_ml / "output" / "failure").exists()  # the stopped run's failure is gone
     print(f"container stopped {stopped_after:.1f} s after SIGTERM with {done} epoch(s) checkpointed")
 
 

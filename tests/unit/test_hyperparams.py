@@ -57,4 +57,4 @@ def test_unknown_key_fails_suggesting_the_closest_name(key, suggestion):
 def test_training_recipe_defaults():
     hps = Hyperparameters.from_strings({})
     assert (hps.lr_schedule, hps.warmup_epochs, hps.label_smoothing) == ("cosine", 1.0, 0.1)
-    assert (hps.select_by, hps.patience) == ("valid_loss", 3)
+    assert (hps.lr, hps.select_by, hps.patience) == (3e-4, "valid_loss", 0)
