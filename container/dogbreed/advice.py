@@ -37,10 +37,11 @@ def recommendations(history: list[dict], fired: Iterable[str] = (), per_class: d
 def _from_curves(history: list[dict], fired: set[str]) -> list[str]:
     last = history[-1]
     gap = last["train_acc"] - last["valid_acc"]
+    underfit = last["train_acc"] < LOW_TRAIN_ACC  # then a train-valid gap is not the problem to fix first
     found = []
-    if gap > GAP or fired & {"overfit", "overtraining"}:
+    if (gap > GAP and not underfit) or fired & {"overfit", "overtraining"}:
         found.append(f"{OVERFIT} (train_acc - valid_acc = {gap:.2f} at the last epoch)")
-    if last["train_acc"] < LOW_TRAIN_ACC or "loss_not_decreasing" in fired:
+    if underfit or "loss_not_decreasing" in fired:
         found.append(f"{UNDERFIT} (train_acc {last['train_acc']:.2f} at the last epoch)")
     losses = [row["valid_loss"] for row in history]
     if len(history) >= 3 and losses[-1] == min(losses) and losses[-1] < losses[-2]:
@@ -56,7 +57,7 @@ def _weak_classes(per_class: dict) -> list[str]:
     weak = sorted(
         (entry["accuracy"], name) for name, entry in per_class.items() if entry["accuracy"] < mean - WEAK_CLASS
     )
-    if not weak:
+    if not weak or len(weak) > len(per_class) / 2:  # most classes weak: the model, not their images, is the issue
         return []
     listed = ", ".join(f"{name} ({accuracy:.2f})" for accuracy, name in weak[:5])
     return [f"weakest classes on the test split (mean {mean:.2f}): {listed}: add or check their training images"]

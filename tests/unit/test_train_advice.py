@@ -43,3 +43,10 @@ def test_weak_classes_are_named_weakest_first():
 def test_a_healthy_run_gets_no_advice():
     found = advice.recommendations(rows((0.9, 0.88), (0.95, 0.9), (0.97, 0.91), losses=[0.5, 0.3, 0.35]))
     assert found == ["no problem found in the curves, the rules or the test split"]
+
+
+def test_a_model_that_cannot_fit_is_not_called_overfitting_nor_blamed_on_classes():
+    history = rows((0.25, 0.25), (0.3, 0.25), (0.36, 0.25), losses=[2.0, 1.9, 2.0])
+    per_class = {"a": {"accuracy": 1.0, "count": 14}, **{c: {"accuracy": 0.0, "count": 14} for c in "bcd"}}
+    found = advice.recommendations(history, per_class=per_class)
+    assert found == [f"{advice.UNDERFIT} (train_acc 0.36 at the last epoch)"]
