@@ -183,6 +183,14 @@ def make_optimizer(hps: Hyperparameters, params: list[nn.Parameter]) -> torch.op
     return kind(params, lr=hps.lr, weight_decay=hps.weight_decay)
 
 
+def lr_schedule(hps: Hyperparameters, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning rate per training step (lr_schedule, warmup_epochs); None: the optimizer's constant lr."""
+    if hps.lr_schedule == "none":
+        return None
+    warmup = round(hps.warmup_epochs * steps_per_epoch)
+    return cosine_with_warmup(hps.lr, hps.epochs * steps_per_epoch, warmup)
+
+
 @dataclass
 class Loaders:
     """The data one run iterates, and the module that consumes it (the whole model, or the head on features)."""
@@ -306,10 +314,6 @@ class Job:
             optimizer.load_state_dict(resumed.optimizer)
         scaler = torch.amp.GradScaler("cuda") if self.node.device.type == "cuda" else None
         steps_per_epoch = len(loaders.train)
-        lr_at = None
-        if hps.lr_schedule == "cosine":
-            warmup = round(hps.warmup_epochs * steps_per_epoch)
-            lr_at = cosine_with_warmup(hps.lr, hps.epochs * steps_per_epoch, warmup)
         return Loop(
             model=trained,
             criterion=SmoothedCrossEntropyLoss(label_smoothing=hps.label_smoothing),
@@ -320,7 +324,7 @@ class Job:
             should_stop=self.should_stop,
             reduce=self.node.sum,
             scaler=scaler,
-            lr_at=lr_at,
+            lr_at=lr_schedule(hps, steps_per_epoch),
             steps_done=(resumed.epochs_done if resumed else 0) * steps_per_epoch,
         )
 
