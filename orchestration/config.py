@@ -54,6 +54,7 @@ class Settings:
     max_jobs: int = 4
     max_parallel_jobs: int = 2
     spot: bool = False
+    tune_with_augmentation: bool = False
     max_run_seconds: int = 24 * 3600
     max_wait_seconds: int = 0
     managed_rules: bool = True
@@ -182,6 +183,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "local": _boolean,
     "dry_run": _boolean,
     "spot": _boolean,
+    "tune_with_augmentation": _boolean,
     "managed_rules": _boolean,
     "keep_endpoint": _boolean,
 }
@@ -235,6 +237,12 @@ def _add_flags(sub: argparse.ArgumentParser) -> None:
     add("--objective", help=f"tuning objective: {' (minimise) or '.join(OBJECTIVES)} (maximise)")
     add("--max-jobs", help="tuning: training jobs in total (default 4)")
     add("--max-parallel-jobs", help="tuning: training jobs at once (default 2)")
+    add(
+        "--tune-with-augmentation",
+        action="store_const",
+        const=True,
+        help="hpo: trials train with augment=true (the backbone runs every epoch) instead of on cached features",
+    )
     add("--spot", action="store_const", const=True, help="managed spot training (checkpoints resume it)")
     add("--max-run-seconds", help="training time limit (default 86400)")
     add("--max-wait-seconds", help="spot: limit including waiting for capacity (default 2 x max-run)")

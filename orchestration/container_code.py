@@ -18,3 +18,8 @@ def _load(module: str) -> ModuleType:
 def metric_definitions() -> list[dict[str, str]]:
     """SageMaker MetricDefinitions for the training log lines (the one definition lives in metrics.py)."""
     return [dict(d) for d in _load("metrics").METRIC_DEFINITIONS]
+
+
+def recommendations(history: list[dict], fired: list[str], per_class: dict | None) -> list[str]:
+    """The training job's own recommendations (advice.py), here also from the Debugger rules that fired."""
+    return _load("advice").recommendations(history, fired, per_class)

@@ -31,6 +31,9 @@ HYPERPARAMETER_RANGES = {
     "epochs": CategoricalParameter([5, 10]),
 }
 OBJECTIVE_TYPES = {"valid_loss": "Minimize", "valid_acc": "Maximize"}
+# Trials train the head on backbone features computed once (dogbreed.train.Job.loaders): a 5-epoch trial costs
+# about one backbone pass instead of five (bench/train_bench.py). --tune-with-augmentation drops this recipe.
+CACHED_FEATURE_RECIPE = {"augment": "false", "fine_tune": "head", "cache_features": "true"}
 # Each built-in rule and the tensor collection it reads.
 MANAGED_RULES = {
     "vanishing_gradient": "gradients",
@@ -147,9 +150,27 @@ def start_training(settings: Settings, session: sagemaker.Session, job_name: str
     training_estimator(settings, session, job_name, hyperparameters).fit(inputs, job_name=job_name, wait=settings.local)
 
 
-def start_tuning(settings: Settings, session: sagemaker.Session, job_name: str) -> None:
-    """Create the tuning job over HYPERPARAMETER_RANGES; static hyperparameters come from --hp."""
-    static = {k: v for k, v in settings.hyperparameters.items() if k not in HYPERPARAMETER_RANGES}
+def tuning_static_hyperparameters(settings: Settings) -> dict[str, str]:
+    """What every trial shares: the cached-feature recipe (unless --tune-with-augmentation), then --hp."""
+    recipe = {} if settings.tune_with_augmentation else CACHED_FEATURE_RECIPE
+    given = {k: v for k, v in settings.hyperparameters.items() if k not in HYPERPARAMETER_RANGES}
+    return {**recipe, **given}
+
+
+def tuning_plan(static: dict[str, str]) -> str:
+    """One line for the user: what each trial costs and what `train` will run."""
+    recipe = ", ".join(f"{k}={v}" for k, v in static.items()) or "the image's defaults"
+    cached = all(static.get(key, "") == value for key, value in CACHED_FEATURE_RECIPE.items())
+    cost = (
+        "each trial runs the backbone once and trains the head on cached features"
+        if cached
+        else "each trial runs the backbone every epoch (--hp augment=false fine_tune=head: once per trial)"
+    )
+    return f"tuning with {recipe}: {cost}; `train` then uses the same recipe with the tuned values"
+
+
+def start_tuning(settings: Settings, session: sagemaker.Session, job_name: str, static: dict[str, str]) -> None:
+    """Create the tuning job over HYPERPARAMETER_RANGES with the static hyperparameters every trial shares."""
     tuner = HyperparameterTuner(
         tuning_estimator(settings, session, static),
         objective_metric_name=settings.objective,
@@ -177,8 +198,9 @@ class TuningResult:
         path.write_text(json.dumps(self.__dict__, indent=2, default=str) + "\n")
 
 
-def tuning_result(description: dict, trials: list[dict]) -> TuningResult:
-    """Best hyperparameters from DescribeHyperParameterTuningJob (only the tuned names; quotes stripped)."""
+def tuning_result(description: dict, trials: list[dict], static: dict[str, str]) -> TuningResult:
+    """Best hyperparameters from DescribeHyperParameterTuningJob (tuned names, quotes stripped) over the static
+    ones the trials shared, so that `train` runs the recipe that was tuned."""
     best = description.get("BestTrainingJob") or {}
     tuned = best.get("TunedHyperParameters") or {}
     unknown = sorted(set(tuned) - set(HYPERPARAMETER_RANGES))
@@ -188,7 +210,7 @@ def tuning_result(description: dict, trials: list[dict]) -> TuningResult:
         tuning_job=description["HyperParameterTuningJobName"],
         best_training_job=best.get("TrainingJobName", ""),
         objective=best.get("FinalHyperParameterTuningJobObjectiveMetric") or {},
-        hyperparameters={k: str(v).strip('"') for k, v in tuned.items() if k in HYPERPARAMETER_RANGES},
+        hyperparameters={**static, **{k: str(v).strip('"') for k, v in tuned.items() if k in HYPERPARAMETER_RANGES}},
         trials=trials,
     )
 

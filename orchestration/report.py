@@ -2,20 +2,25 @@
 
 import json
 import logging
+import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import sagemaker
+from botocore.exceptions import ClientError
 
 from . import rules
+from .container_code import recommendations
 from .errors import OrchestrationError
 from .rules import RunTensors
 
 log = logging.getLogger(__name__)
 
 PROFILER_REPORTS = "profiler-reports/"
+TRAINING_METRICS = Path("output") / "data" / "metrics.json"  # in the job's output.tar.gz (dogbreed.reporting)
+CONFUSION_PLOT = Path("output") / "data" / "confusion.png"
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,13 @@ class RunFiles:
     description: dict
     tensors_dir: Path | None = None
     profiler_reports: dict[str, dict] = field(default_factory=dict)
+    output_dir: Path | None = None  # the job's unpacked output.tar.gz (output/data: metrics.json, confusion.png)
+
+    @property
+    def training_metrics(self) -> dict:
+        """The training job's metrics.json: epochs, final, per_class; {} when the job wrote none."""
+        path = self.output_dir / TRAINING_METRICS if self.output_dir else None
+        return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
 def fetch_run(session: sagemaker.Session, job: str, into: Path) -> RunFiles:
@@ -37,7 +49,22 @@ def fetch_run(session: sagemaker.Session, job: str, into: Path) -> RunFiles:
     )
     output = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     reports = _profiler_reports(s3, f"{output}/{job}/rule-output") if output else {}
-    return RunFiles(description, tensors, reports)
+    unpacked = _output_archive(s3, f"{output}/{job}/output/output.tar.gz", into) if output else None
+    return RunFiles(description, tensors, reports, unpacked)
+
+
+def _output_archive(s3, uri: str, into: Path) -> Path | None:
+    """SageMaker tars /opt/ml/output/data into JOB/output/output.tar.gz; unpacked as into/output/data."""
+    parsed = urlparse(uri)
+    archive = into / "output.tar.gz"
+    try:
+        s3.download_file(parsed.netloc, parsed.path.lstrip("/"), str(archive))
+    except ClientError as exc:
+        log.warning("no training output at %s (%s): no per-class accuracy in the report", uri, exc)
+        return None
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "output" / "data", filter="data")
+    return into
 
 
 def fetch_local_run(output_uri: str, job: str, into: Path) -> RunFiles:
@@ -48,7 +75,8 @@ def fetch_local_run(output_uri: str, job: str, into: Path) -> RunFiles:
     with tarfile.open(archive) as tar:
         tar.extractall(into / "output", filter="data")
     tensors = into / "output" / "tensors"
-    return RunFiles({"TrainingJobStatus": "Completed (local mode)"}, tensors if tensors.is_dir() else None)
+    status = {"TrainingJobStatus": "Completed (local mode)"}
+    return RunFiles(status, tensors if tensors.is_dir() else None, output_dir=into)
 
 
 def _objects(s3, uri: str) -> list[tuple[str, str]]:
@@ -103,8 +131,16 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
     return lines + ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
 
 
-def markdown(job: str, files: RunFiles, verdicts: list[rules.Verdict], plot: Path | None) -> str:
-    """The report: metrics, loss plot, local verdicts beside managed rule statuses, profiler summary."""
+def advise(files: RunFiles, verdicts: list[rules.Verdict]) -> list[str]:
+    """Recommendations from the training curves, the test split's per-class accuracy and the fired rules."""
+    trained = files.training_metrics
+    fired = [v.rule for v in verdicts if v.status == rules.FIRED]
+    return recommendations(trained.get("epochs", []), fired, trained.get("per_class"))
+
+
+def markdown(job: str, files: RunFiles, verdicts: list[rules.Verdict], plot: Path | None, advice: list[str]) -> str:
+    """The report: metrics, loss plot, local verdicts beside managed rule statuses, the delivered model on the
+    test split (per class, confusion matrix), recommendations, profiler summary."""
     description = files.description
     managed = {
         s["RuleConfigurationName"]: s.get("RuleEvaluationStatus", "")
@@ -121,8 +157,26 @@ def markdown(job: str, files: RunFiles, verdicts: list[rules.Verdict], plot: Pat
     lines += ["## Loss", "", f"![loss]({plot.name})" if plot else "No loss tensors were saved.", ""]
     rows = [(v.rule, v.status, managed.get(_managed_name(v.rule), "not reported"), v.detail) for v in verdicts]
     lines += ["## Debugger rules", "", *_table(("rule", "local check", "managed rule", "evidence"), rows), ""]
+    lines += ["## Delivered model on the test split", "", *_test_split_lines(files.training_metrics), ""]
+    lines += ["## Recommendations", "", *(f"- {line}" for line in advice), ""]
     lines += ["## Profiler", "", *_profiler_lines(description, files.profiler_reports), ""]
     return "\n".join(lines)
+
+
+def _test_split_lines(trained: dict) -> list[str]:
+    """Which epoch was delivered, its test accuracy, per-class accuracy (weakest first) and the confusion matrix."""
+    if not trained:
+        return ["The training job left no output/data/metrics.json."]
+    final = trained.get("final", {})
+    lines = [
+        f"Epoch {final.get('best_epoch', '?')} of {final.get('epochs', '?')} (by {final.get('select_by', '?')}): "
+        f"valid_acc {final.get('valid_acc', '?')}, test_acc {final.get('test_acc', 'no test split')}",
+        "",
+    ]
+    per_class = trained.get("per_class") or {}
+    ranked = sorted(per_class.items(), key=lambda item: item[1]["accuracy"])
+    lines += _table(("class", "test accuracy", "images"), [(n, c["accuracy"], c["count"]) for n, c in ranked])
+    return [*lines, "", f"![confusion matrix]({CONFUSION_PLOT.name})" if per_class else ""]
 
 
 def _managed_name(rule: str) -> str:
@@ -145,14 +199,18 @@ def _profiler_lines(description: dict, reports: dict[str, dict]) -> list[str]:
     return lines + _table(("check", "triggered", "violations", "datapoints"), rows)
 
 
-def write_report(job: str, files: RunFiles, out_dir: Path) -> tuple[Path, list[rules.Verdict]]:
-    """Read the tensors, judge the rules, plot, and write out_dir/report.md; returns its path and the verdicts."""
+def write_report(job: str, files: RunFiles, out_dir: Path) -> tuple[Path, list[rules.Verdict], list[str]]:
+    """Read the tensors, judge the rules, plot, and write out_dir/report.md; returns its path, the verdicts and
+    the recommendations."""
     from .tensors import read_run
 
     out_dir.mkdir(parents=True, exist_ok=True)
     run = read_run(files.tensors_dir) if files.tensors_dir else RunTensors()
     verdicts = rules.evaluate(run)
     plot = plot_losses(run, out_dir / "loss.png") if run.train_loss.values or run.eval_loss.values else None
+    if files.output_dir and (files.output_dir / CONFUSION_PLOT).is_file():
+        shutil.copy(files.output_dir / CONFUSION_PLOT, out_dir / CONFUSION_PLOT.name)
     path = out_dir / "report.md"
-    path.write_text(markdown(job, files, verdicts, plot))
-    return path, verdicts
+    advice = advise(files, verdicts)
+    path.write_text(markdown(job, files, verdicts, plot, advice))
+    return path, verdicts, advice

@@ -65,7 +65,9 @@ def hpo(run: Run) -> None:
     """Start the tuning job, wait, print the trials and the best hyperparameters, write them for `train`."""
     settings, client = run.settings, run.session.sagemaker_client
     name = run.new_name("hpo")
-    jobs.start_tuning(settings, run.session, name)
+    static = jobs.tuning_static_hyperparameters(settings)
+    run.say(jobs.tuning_plan(static))
+    jobs.start_tuning(settings, run.session, name, static)
     run.track(f"tuning job {name}", run.aws_stop("hyper-parameter-tuning-job", "hyper-parameter-tuning-job-name", name))
     if settings.dry_run:
         return
@@ -83,7 +85,7 @@ def hpo(run: Run) -> None:
         run.say,
     )
     run.started.pop(f"tuning job {name}")
-    result = jobs.tuning_result(description, jobs.trial_rows(_trials(client, name), settings.objective))
+    result = jobs.tuning_result(description, jobs.trial_rows(_trials(client, name), settings.objective), static)
     result.save(settings.best_hyperparameters_file)
     _print_trials(run, result)
 
@@ -157,9 +159,11 @@ def report_step(run: Run, job: str = "") -> None:
         files = report.fetch_local_run(run.settings.output_s3, job, out_dir)
     else:
         files = report.fetch_run(run.session, job, out_dir)
-    path, verdicts = report.write_report(job, files, out_dir / "report")
+    path, verdicts, advice = report.write_report(job, files, out_dir / "report")
     for verdict in verdicts:
         run.say(f"{verdict.rule:<28} {verdict.status:<8} {verdict.detail}")
+    for line in advice:
+        run.say(f"recommendation: {line}")
     run.say(f"report: {path}")
 
 

@@ -1,11 +1,10 @@
-"""What survives a spot interruption: atomic per-epoch checkpoints, resume from the newest, SIGTERM as a flag."""
+"""What survives a spot interruption: atomic per-epoch checkpoints, the best epoch's weights, resume from the
+newest, SIGTERM as a flag."""
 
 import contextlib
 import logging
-import os
 import re
 import signal
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,11 +12,13 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .files import torch_bytes, write_atomically, writing
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 KEEP = 2  # newest checkpoints kept; SageMaker syncs the directory to S3
+BEST_FILE = "best.pt"
 
 
 @dataclass
@@ -36,19 +37,12 @@ def _name(epochs_done: int) -> str:
 
 
 def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
-    """Write via a temp file + rename, so a kill mid-write never leaves a torn newest checkpoint."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write atomically (a kill mid-write never leaves a torn newest checkpoint); prune all but the newest KEEP."""
     target = directory / _name(checkpoint.epochs_done)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(asdict(checkpoint), handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    for old in _checkpoints(directory)[:-KEEP]:
-        old.unlink(missing_ok=True)
+    with writing(directory, "a checkpoint"):
+        write_atomically(target, torch_bytes(asdict(checkpoint)))
+        for old in _checkpoints(directory)[:-KEEP]:
+            old.unlink(missing_ok=True)
     log.info("saved checkpoint %s", target)
     return target
 
@@ -77,6 +71,39 @@ def load_latest(directory: Path, signature: dict) -> Checkpoint | None:
         )
     log.info("resuming from %s after %d completed epoch(s)", files[-1], checkpoint.epochs_done)
     return checkpoint
+
+
+@dataclass
+class Best:
+    """The epoch whose model the job delivers so far: its metric row and the state of the modules that train."""
+
+    epoch: int
+    row: dict
+    model: dict
+    signature: dict = field(default_factory=dict)
+
+
+def save_best(directory: Path, best: Best) -> None:
+    """Keep the best epoch's weights beside the checkpoints, as soon as it is found (spot-safe, synced to S3)."""
+    with writing(directory, "the best model so far"):
+        write_atomically(directory / BEST_FILE, torch_bytes(asdict(best)))
+    log.info("epoch %d is the best so far: saved %s", best.epoch, directory / BEST_FILE)
+
+
+def load_best(directory: Path, signature: dict) -> Best | None:
+    """The best epoch saved by earlier runs of this job, or None (absent, or written for another setup)."""
+    path = directory / BEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        best = Best(**torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # torn/foreign file: torch raises several types
+        raise UserError(f"{path} cannot be loaded ({exc}); delete it to start over") from exc
+    if best.signature != signature:
+        log.warning("ignoring %s: written for a different setup (%s)", path, best.signature)
+        return None
+    log.info("best model so far: epoch %d (%s)", best.epoch, path)
+    return best
 
 
 class StopFlag:

@@ -116,7 +116,8 @@ def class_folders(root: Path) -> list[str]:
 
 
 def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
-    """All readable images under root/<class>/; unreadable ones are skipped and logged."""
+    """All readable images under root/<class>/; unreadable ones are skipped and logged. In the train split every
+    class needs an image: a class the model never sees is one it can never predict."""
     samples, skipped = [], []
     for label, name in enumerate(class_names):
         for path in sorted((root / name).iterdir()):
@@ -127,6 +128,12 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
         log.warning("skipped %d unreadable image(s) in %s split, e.g. %s", len(skipped), split, skipped[0][0])
     if not samples:
         raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/*.jpg)")
+    empty = sorted(set(class_names) - {class_names[label] for _, label in samples})
+    if split == "train" and empty:
+        raise UserError(
+            f"{len(empty)} class folder(s) in {root} hold no readable training image: {', '.join(empty[:5])}; "
+            "add images (jpg, png, ...) or remove the folder in every split"
+        )
     log.info("%s split: %d images in %d classes from %s", split, len(samples), len(class_names), root)
     return ImageList(samples)
 
@@ -185,8 +192,11 @@ class Splits:
 def load_splits(paths: SplitPaths) -> Splits:
     """Scan every split; class folders must agree with train's."""
     class_names = class_folders(paths.train)
-    if not class_names:
-        raise UserError(f"the train split at {paths.train} has no class folders (expected {paths.train}/<class>/*.jpg)")
+    if len(class_names) < 2:
+        raise UserError(
+            f"the train split at {paths.train} has {len(class_names)} class folder(s) {class_names}: a classifier "
+            f"needs at least two (one folder per class: {paths.train}/<class>/*.jpg)"
+        )
     scanned = {}
     for split in ("train", "valid", "test"):
         root = getattr(paths, split)

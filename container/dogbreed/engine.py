@@ -1,11 +1,13 @@
 """The training loop proper: one epoch of training, evaluation, backbone feature extraction (no env, no I/O)."""
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -18,6 +20,28 @@ class EpochResult:
     loss: float
     acc: float
     count: int
+
+
+class SmoothedCrossEntropyLoss(nn.CrossEntropyLoss):
+    """Cross-entropy with label smoothing in train mode, plain in eval mode: validation and test losses stay
+    comparable across label_smoothing values (the tuning objective) and with the usual cross-entropy.
+    The name must end in "Loss": smdebug's `losses` collection matches tensor names by "[Ll]oss_...output"."""
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        smoothing = self.label_smoothing if self.training else 0.0
+        return functional.cross_entropy(outputs, labels, label_smoothing=smoothing)
+
+
+def cosine_with_warmup(base_lr: float, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning rate for step n (0-based): linear warm-up to base_lr, then cosine decay to 0 at total_steps."""
+
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return base_lr * (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return lr_at
 
 
 def _never() -> bool:
@@ -41,6 +65,8 @@ class Loop:
     should_stop: Callable[[], bool] = _never
     reduce: Callable[[torch.Tensor], torch.Tensor] = _identity  # sums (loss, correct, count) across hosts
     scaler: torch.amp.GradScaler | None = field(default=None)
+    lr_at: Callable[[int], float] | None = None  # learning rate of the job's n-th step; None: the optimizer's own
+    steps_done: int = 0  # training steps of the job so far (set on resume), counted over every batch
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision on CUDA; full precision on CPU."""
@@ -51,12 +77,13 @@ class Loop:
     def train_epoch(self, loader: DataLoader, on_step: Callable[[], None] | None = None) -> EpochResult:
         """One pass over loader; checks for a stop request before every batch."""
         self.model.eval()
-        for module in self.train_modules:
+        for module in [*self.train_modules, self.criterion]:
             module.train()
         totals = torch.zeros(3, dtype=torch.float64)
         for batch in loader:
             if self.should_stop():
                 raise Interrupted("stop requested during training")
+            self._schedule_step()
             if batch is None:  # no image of this batch could be decoded (data.collate_decoded)
                 continue
             inputs, labels = (t.to(self.device, non_blocking=True) for t in batch)
@@ -70,6 +97,12 @@ class Loop:
                 on_step()
         return _result(self.reduce(totals))
 
+    def _schedule_step(self) -> None:
+        if self.lr_at is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(self.steps_done)
+        self.steps_done += 1
+
     def _backward_step(self, loss: torch.Tensor) -> None:
         if self.scaler is None:
             loss.backward()
@@ -80,10 +113,12 @@ class Loop:
             self.scaler.update()
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader) -> EpochResult:
-        """Loss and accuracy over the whole loader (each host evaluates all of it: no reduction)."""
+    def evaluate(self, loader: DataLoader, confusion: torch.Tensor | None = None) -> EpochResult:
+        """Loss and accuracy over the whole loader (each host evaluates all of it: no reduction); counts
+        (true, predicted) pairs into confusion when given."""
         model = self.eval_model or self.model
         model.eval()
+        self.criterion.eval()
         totals = torch.zeros(3, dtype=torch.float64)
         for batch in loader:
             if self.should_stop():
@@ -95,6 +130,9 @@ class Loop:
                 outputs = model(inputs)
                 loss = self.criterion(outputs, labels)
             totals += _batch_totals(loss, outputs, labels)
+            if confusion is not None:
+                pairs = (labels.cpu(), outputs.argmax(dim=1).cpu())
+                confusion.index_put_(pairs, torch.ones(labels.numel(), dtype=confusion.dtype), accumulate=True)
         return _result(totals)
 
 

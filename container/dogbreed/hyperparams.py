@@ -1,7 +1,7 @@
 """Training hyperparameters: SageMaker's strings parsed and validated once into a typed object."""
 
 import dataclasses
-import logging
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,11 +9,11 @@ from typing import Any
 
 from .errors import UserError
 
-log = logging.getLogger(__name__)
-
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FINE_TUNE_MODES = ("head", "last_stage", "all")
 FEATURE_PRECISIONS = ("auto", "fp32")
+LR_SCHEDULES = ("cosine", "none")
+SELECT_BY = ("valid_loss", "valid_acc", "last")
 # Keys SageMaker (SDK, HPO) adds on its own; they are not ours to validate.
 _PLATFORM_PREFIXES = ("sagemaker_", "_")
 
@@ -61,7 +61,7 @@ class Hyperparameters:
     """Every hyperparameter the training job understands, with its default."""
 
     epochs: int = _hp(10, _number(int, 1, 10_000), "passes over the training data")
-    lr: float = _hp(1e-3, _number(float, 1e-8, 10.0), "learning rate")
+    lr: float = _hp(3e-4, _number(float, 1e-8, 10.0), "learning rate (peak, with lr_schedule=cosine)")
     batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per training process)")
     optimizer: str = _hp("adam", _choice(OPTIMIZERS), "optimizer")
     weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty / decoupled decay (adamw)")
@@ -72,6 +72,15 @@ class Hyperparameters:
     fine_tune: str = _hp("head", _choice(FINE_TUNE_MODES), "which parameters train")
     hidden_units: int = _hp(256, _number(int, 0, 65_536), "head hidden layer width (0: linear head)")
     dropout: float = _hp(0.3, _number(float, 0.0, 0.95), "head dropout")
+    lr_schedule: str = _hp(
+        "cosine", _choice(LR_SCHEDULES), "cosine: linear warm-up, then cosine decay to 0; none: constant"
+    )
+    warmup_epochs: float = _hp(1.0, _number(float, 0.0, 10_000), "lr_schedule=cosine: epochs of linear warm-up")
+    label_smoothing: float = _hp(0.1, _number(float, 0.0, 0.5), "training loss label smoothing (validation: plain)")
+    select_by: str = _hp(
+        "valid_loss", _choice(SELECT_BY), "which epoch's model is delivered: lowest valid_loss, highest valid_acc, last"
+    )
+    patience: int = _hp(0, _number(int, 0, 10_000), "stop after this many epochs without a better select_by (0: off)")
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
     num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
     train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")
@@ -88,19 +97,25 @@ class Hyperparameters:
 
     @classmethod
     def from_strings(cls, raw: Mapping[str, str]) -> "Hyperparameters":
-        """Parse SageMaker's hyperparameters.json values; UserError names key, value and what is allowed."""
+        """Parse SageMaker's hyperparameters.json values; UserError names key, value and what is allowed,
+        or the unknown key and the closest known name (a typo must not train on defaults)."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         values = {}
         for key, text in raw.items():
-            if key not in known:
-                if not key.startswith(_PLATFORM_PREFIXES):
-                    log.warning("ignoring unknown hyperparameter %s=%r (known: %s)", key, text, ", ".join(known))
-                continue
-            values[key] = _parse_one(known[key], text)
+            if key in known:
+                values[key] = _parse_one(known[key], text)
+            elif not key.startswith(_PLATFORM_PREFIXES):
+                raise UserError(_unknown(key, text, list(known)))
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _unknown(key: str, text: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown hyperparameter {key}={text!r}: {hint}known: {', '.join(known)}"
 
 
 def _parse_one(spec: dataclasses.Field, text: str) -> Any:

@@ -10,7 +10,8 @@ _NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|inf)"
 
 # SageMaker MetricDefinitions: each regex's first group is the value. Names match the log keys.
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"\b{name}={_NUMBER}"} for name in (*EPOCH_FIELDS, *TEST_FIELDS)] + [
-    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)\b"}
+    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)\b"},
+    {"Name": "best_epoch", "Regex": r"\bbest_epoch=([0-9]+)\b"},
 ]
 
 
@@ -23,5 +24,7 @@ def epoch_line(epoch: int, values: dict[str, float]) -> str:
     return format_metrics(f"epoch={epoch}", values)
 
 
-def test_line(values: dict[str, float]) -> str:
-    return format_metrics("final", values)
+def final_line(best_epoch: int, values: dict[str, float]) -> str:
+    """The delivered model's figures: its epoch's validation loss/accuracy and the test split's. Its valid_*
+    values are the last ones in the log, so a tuning job's objective is the model the trial delivers."""
+    return format_metrics(f"final best_epoch={best_epoch}", values)

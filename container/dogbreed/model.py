@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 from .errors import ArtifactError, UserError
+from .files import torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,9 @@ def save_artifact(
     preprocess: PreprocessConfig,
     metrics: dict | None = None,
 ) -> None:
-    """Write model.pt (state_dict) and model_config.json (architecture, head, classes, preprocessing)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+    """Write model.pt (state_dict) and model_config.json (architecture, head, classes, preprocessing, metrics of
+    the delivered epoch), each atomically; a full or read-only model_dir is a UserError naming it and the cause."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, model_dir / WEIGHTS_FILE)
     config = {
         "architecture": ARCHITECTURE,
         "head": asdict(head),
@@ -101,7 +101,9 @@ def save_artifact(
         "preprocess": preprocess.to_dict(),
         "metrics": metrics or {},
     }
-    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    with writing(model_dir, "the model"):
+        write_atomically(model_dir / WEIGHTS_FILE, torch_bytes(state))
+        write_atomically(model_dir / CONFIG_FILE, json.dumps(config, indent=2).encode())
 
 
 def load_artifact(model_dir: Path) -> Artifact:

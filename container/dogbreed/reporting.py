@@ -1,21 +1,55 @@
-"""Training reports in output/data/: per-epoch metrics (JSON + CSV) and the train-vs-valid loss plot."""
+"""Training reports in output/data/: per-epoch metrics (JSON + CSV), the train-vs-valid loss plot, per-class
+test accuracy with the confusion matrix (PNG), and recommendations."""
 
 import csv
 import json
 import logging
 from pathlib import Path
 
+import torch
+
+from .advice import recommendations
+from .files import writing
+
 log = logging.getLogger(__name__)
 
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 LOSS_PLOT = "loss.png"
+CONFUSION_PLOT = "confusion.png"
 
 
-def write_reports(out_dir: Path, history: list[dict], final: dict) -> None:
-    """metrics.json (epochs + final), metrics.csv (one row per epoch) and loss.png."""
+def write_reports(
+    out_dir: Path, history: list[dict], final: dict, class_names: list[str], confusion: torch.Tensor | None
+) -> None:
+    """metrics.json (epochs, final, per-class test accuracy, recommendations), metrics.csv, loss.png and
+    confusion.png (rows: true class, columns: predicted; when there is a test split)."""
+    per_class = per_class_accuracy(class_names, confusion) if confusion is not None else {}
+    advice = recommendations(history, per_class=per_class)
+    for line in advice:
+        log.info("recommendation: %s", line)
+    report = {"epochs": history, "final": final, "per_class": per_class, "recommendations": advice}
+    with writing(out_dir, "training reports"):
+        _write_files(out_dir, report, class_names, confusion)
+    log.info("wrote training reports to %s", out_dir)
+
+
+def per_class_accuracy(class_names: list[str], confusion: torch.Tensor) -> dict[str, dict]:
+    """class → {"accuracy", "count"} from a confusion matrix (rows = true class)."""
+    counts = confusion.sum(dim=1).tolist()
+    hits = confusion.diagonal().tolist()
+    return {
+        name: {"accuracy": round(hit / count, 4) if count else 0.0, "count": count}
+        for name, hit, count in zip(class_names, hits, counts, strict=True)
+    }
+
+
+def _write_files(out_dir: Path, report: dict, class_names: list[str], confusion: torch.Tensor | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_JSON).write_text(json.dumps({"epochs": history, "final": final}, indent=2))
+    history = report["epochs"]
+    (out_dir / METRICS_JSON).write_text(json.dumps(report, indent=2))
+    if confusion is not None:
+        plot_confusion(class_names, confusion, out_dir / CONFUSION_PLOT)
     if history:
         with (out_dir / METRICS_CSV).open("w", newline="") as handle:
             columns = dict.fromkeys(key for row in history for key in row)  # rows resumed from older runs may lack some
@@ -23,15 +57,35 @@ def write_reports(out_dir: Path, history: list[dict], final: dict) -> None:
             writer.writeheader()
             writer.writerows(history)
         plot_losses(history, out_dir / LOSS_PLOT)
-    log.info("wrote training reports to %s", out_dir)
 
 
-def plot_losses(history: list[dict], target: Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display in a training container
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot
 
+    return pyplot
+
+
+def plot_confusion(class_names: list[str], confusion: torch.Tensor, target: Path) -> None:
+    """Counts per (true, predicted) class; the diagonal is what the model gets right."""
+    plt = _pyplot()
+    size = min(24.0, 3.0 + 0.18 * len(class_names))  # 133 breeds stay legible at small print
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion.numpy(), cmap="Blues")
+    ticks = range(len(class_names))
+    font = 8 if len(class_names) <= 20 else 4
+    ax.set_xticks(ticks, class_names, rotation=90, fontsize=font)
+    ax.set_yticks(ticks, class_names, fontsize=font)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test split)")
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+
+
+def plot_losses(history: list[dict], target: Path) -> None:
+    plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")

@@ -81,14 +81,17 @@ def paths_from_environ(environ: Mapping[str, str] = os.environ) -> Paths:
     return Paths(Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)))
 
 
-def read_json(path: Path, default=None):
-    """Parse a SageMaker config file; absent → default; malformed → UserError naming the file."""
+def read_json(path: Path) -> dict:
+    """Parse a SageMaker config file, a JSON object; absent → {}; malformed → UserError naming the file."""
     if not path.is_file():
-        return default
+        return {}
     try:
-        return json.loads(path.read_text())
+        parsed = json.loads(path.read_text())
     except ValueError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise UserError(f'{path} must hold a JSON object like {{"epochs": "5"}}, not {json.dumps(parsed)[:80]}')
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,9 @@ class TrainingEnv:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "TrainingEnv":
         paths = paths_from_environ(environ)
-        hyperparameters = read_json(paths.hyperparameters_file, {})
-        resources = read_json(paths.resourceconfig_file, {})
-        checkpoint = read_json(paths.checkpointconfig_file, {})
+        hyperparameters = read_json(paths.hyperparameters_file)
+        resources = read_json(paths.resourceconfig_file)
+        checkpoint = read_json(paths.checkpointconfig_file)
         hosts = sorted(resources.get("hosts") or ["algo-1"])
         debug_config = environ.get("SMDEBUG_CONFIG_FILE_PATH") or paths.debughookconfig_file
         return cls(
@@ -135,7 +138,7 @@ class TrainingEnv:
 
 def _channels(paths: Paths) -> dict[str, Path]:
     """Channels named in inputdataconfig.json, plus any directory present under input/data."""
-    declared = read_json(paths.inputdataconfig_file, {}) or {}
+    declared = read_json(paths.inputdataconfig_file)
     present = [p.name for p in paths.data_dir.iterdir() if p.is_dir()] if paths.data_dir.is_dir() else []
     return {name: paths.data_dir / name for name in sorted({*declared, *present})}
 

@@ -14,12 +14,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from . import data, metrics, reporting
-from .checkpoint import Checkpoint, load_latest, save_checkpoint, stop_on_sigterm
+from . import data, metrics, reporting, selection
+from .checkpoint import Best, Checkpoint, load_best, load_latest, save_best, save_checkpoint, stop_on_sigterm
 from .debugger import NullHook, create_hook, profiled_steps
 from .distributed import ONE_PROCESS, Cluster, Local, available_cores, choose_threads, cluster, local_processes
-from .engine import EpochResult, Interrupted, Loop, extract_features
+from .engine import Interrupted, Loop, SmoothedCrossEntropyLoss, cosine_with_warmup, extract_features
 from .errors import UserError
+from .files import check_writable, describe
 from .hyperparams import Hyperparameters
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
@@ -47,6 +48,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         log.error("internal error:\n%s", traceback.format_exc())
         cause = f"{type(exc).__name__}: {exc}"
         return _fail(paths, f"internal error in training ({cause}); traceback in the job log", EXIT_INTERNAL_ERROR)
+    _remove_stale_failure(paths)
     return 0
 
 
@@ -55,6 +57,7 @@ def launch(environ: Mapping[str, str]) -> None:
     env = TrainingEnv.from_environ(environ)
     hps = Hyperparameters.from_strings(env.hyperparameters)
     log.info("hyperparameters: %s", hps.as_dict())
+    check_outputs(env)
     processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), available_cores())
     if processes == 1:
         run(env, hps)
@@ -67,6 +70,20 @@ def worker(local_rank: int, env: TrainingEnv, hps: Hyperparameters, processes: i
     """One of several training processes on this host (spawned); local ranks > 0 log warnings and errors only."""
     configure_logging(logging.INFO if local_rank == 0 else logging.WARNING)
     run(env, hps, Local(local_rank, processes))
+
+
+def check_outputs(env: TrainingEnv) -> None:
+    """Before any epoch: every directory this host will write must take a file (the master writes the model)."""
+    paths = env.paths
+    targets = {paths.output_dir: "the failure file", paths.output_data_dir: "training reports"}
+    if env.is_master:
+        targets.update({paths.model_dir: "the model", checkpoint_dir(env): "checkpoints"})
+    for directory, what in targets.items():
+        check_writable(directory, what)
+
+
+def checkpoint_dir(env: TrainingEnv) -> Path:
+    return env.checkpoint_dir or env.paths.default_checkpoint_dir
 
 
 def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> None:
@@ -95,11 +112,24 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def _fail(paths: Paths, message: str, code: int) -> int:
-    """Write output/failure (SageMaker shows its first 1024 characters as FailureReason)."""
+    """Write output/failure (SageMaker shows its first 1024 characters as FailureReason); if even that cannot
+    be written, the log says why and the exit code still reports the failure."""
     log.error("training failed: %s", message)
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
-    paths.failure_file.write_text(message + "\n")
+    try:
+        paths.output_dir.mkdir(parents=True, exist_ok=True)
+        paths.failure_file.write_text(message + "\n")
+    except OSError as exc:
+        log.error(
+            "cannot write %s (%s): the failure reason above is only in this log", paths.failure_file, describe(exc)
+        )
     return code
+
+
+def _remove_stale_failure(paths: Paths) -> None:
+    """A successful run (e.g. resumed after a spot interruption) leaves no failure file of an earlier one."""
+    if paths.failure_file.exists():
+        paths.failure_file.unlink()
+        log.info("removed %s left by an earlier run of this job", paths.failure_file)
 
 
 def pretrained_weights_file(env: TrainingEnv) -> Path:
@@ -153,6 +183,14 @@ def make_optimizer(hps: Hyperparameters, params: list[nn.Parameter]) -> torch.op
     return kind(params, lr=hps.lr, weight_decay=hps.weight_decay)
 
 
+def lr_schedule(hps: Hyperparameters, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning rate per training step (lr_schedule, warmup_epochs); None: the optimizer's constant lr."""
+    if hps.lr_schedule == "none":
+        return None
+    warmup = round(hps.warmup_epochs * steps_per_epoch)
+    return cosine_with_warmup(hps.lr, hps.epochs * steps_per_epoch, warmup)
+
+
 @dataclass
 class Loaders:
     """The data one run iterates, and the module that consumes it (the whole model, or the head on features)."""
@@ -193,12 +231,12 @@ class Job:
 
     def train(self, splits: data.Splits, trainable: list[nn.Module]) -> None:
         loaders = self.loaders(splits, trainable)
-        resumed = self.node.broadcast(load_latest(self.checkpoint_dir, self.signature) if self.node.is_master else None)
+        resumed, best = self.node.broadcast(self.saved_state() if self.node.is_master else None)
         loop = self.make_loop(loaders, resumed)
         hook = create_hook(self.env.debughook_config, loaders.module, loop.criterion)
         try:
-            history = self.fit(loop, loaders, hook, resumed)
-            final = self.finish(loop, loaders, hook, history)
+            history, best = self.fit(loop, loaders, hook, resumed, best)
+            final, confusion = self.finish(loop, loaders, hook, history, best)
         finally:
             hook.close()
         if self.node.is_master:
@@ -210,12 +248,20 @@ class Job:
                 preprocess=self.preprocess,
                 metrics=final,
             )
-            reporting.write_reports(self.env.paths.output_data_dir, history, final)
-            log.info("model written to %s", self.env.paths.model_dir)
+            reporting.write_reports(self.env.paths.output_data_dir, history, final, self.class_names, confusion)
+            log.info("model written to %s (epoch %d, by %s)", self.env.paths.model_dir, best.epoch, self.hps.select_by)
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.env.checkpoint_dir or self.env.paths.default_checkpoint_dir
+        return checkpoint_dir(self.env)
+
+    def saved_state(self) -> tuple[Checkpoint | None, Best | None]:
+        """The newest checkpoint and, when resuming, the best epoch found by earlier runs."""
+        resumed = load_latest(self.checkpoint_dir, self.signature)
+        best = load_best(self.checkpoint_dir, self.signature) if resumed else None
+        if resumed and best is None:
+            log.warning("no best model from the earlier run(s): the best is chosen among the epochs from here on")
+        return resumed, best
 
     def loaders(self, splits: data.Splits, trainable: list[nn.Module]) -> Loaders:
         """Transforms and loaders; head-only training without augmentation runs the backbone just once."""
@@ -261,15 +307,16 @@ class Job:
     def make_loop(self, loaders: Loaders, resumed: Checkpoint | None) -> Loop:
         if resumed is not None:
             self.model.load_state_dict(resumed.model, strict=False)  # frozen parts come from pretrained/seed
-        module = loaders.module
+        module, hps = loaders.module, self.hps
         trained = DistributedDataParallel(module) if self.node.distributed else module
-        optimizer = make_optimizer(self.hps, [p for p in self.model.parameters() if p.requires_grad])
+        optimizer = make_optimizer(hps, [p for p in self.model.parameters() if p.requires_grad])
         if resumed is not None:
             optimizer.load_state_dict(resumed.optimizer)
         scaler = torch.amp.GradScaler("cuda") if self.node.device.type == "cuda" else None
+        steps_per_epoch = len(loaders.train)
         return Loop(
             model=trained,
-            criterion=nn.CrossEntropyLoss(),
+            criterion=SmoothedCrossEntropyLoss(label_smoothing=hps.label_smoothing),
             optimizer=optimizer,
             device=self.node.device,
             train_modules=loaders.train_modules,
@@ -277,13 +324,21 @@ class Job:
             should_stop=self.should_stop,
             reduce=self.node.sum,
             scaler=scaler,
+            lr_at=lr_schedule(hps, steps_per_epoch),
+            steps_done=(resumed.epochs_done if resumed else 0) * steps_per_epoch,
         )
 
-    def fit(self, loop: Loop, loaders: Loaders, hook: NullHook, resumed: Checkpoint | None) -> list[dict]:
-        """Epochs from the checkpoint's next one; a checkpoint after each; on SIGTERM, one more, then stop."""
+    def fit(
+        self, loop: Loop, loaders: Loaders, hook: NullHook, resumed: Checkpoint | None, best: Best | None
+    ) -> tuple[list[dict], Best]:
+        """Epochs from the checkpoint's next one; after each, the best model so far (when it changed) and a
+        checkpoint; on SIGTERM, one more checkpoint, then stop; stop early after `patience` epochs without
+        improvement. Returns the history and the best epoch."""
         history = list(resumed.history) if resumed else []
         start = resumed.epochs_done if resumed else 0
         for epoch in range(start + 1, self.hps.epochs + 1):
+            if self.out_of_patience(history):
+                break
             try:
                 profile = self.hps.profile and self.node.is_master and epoch == start + 1  # one trace.json writer
                 row = self.epoch(loop, loaders, hook, epoch, profile=profile)
@@ -291,8 +346,31 @@ class Job:
                 self.checkpoint(loop, history)
                 raise Interrupted(f"checkpoint saved after {len(history)} complete epoch(s); rerun to resume") from None
             history.append(row)
+            if selection.better(row, best.row if best else None, self.hps.select_by):
+                best = self.keep_best(loop, row)
             self.checkpoint(loop, history)
-        return history
+        return history, best or self.keep_best(loop, history[-1])
+
+    def out_of_patience(self, history: list[dict]) -> bool:
+        hps = self.hps
+        stale = selection.epochs_without_improvement(history, hps.select_by)
+        if hps.patience and stale >= hps.patience:
+            log.info(
+                "early stop after epoch %d: %d epoch(s) without improvement (patience=%d)",
+                len(history),
+                stale,
+                hps.patience,
+            )
+            return True
+        return False
+
+    def keep_best(self, loop: Loop, row: dict) -> Best:
+        """A copy of the trained modules' state after this epoch; the master also saves it beside the checkpoints."""
+        state = {key: value.detach().clone() for key, value in trained_state(self.model, loop.train_modules).items()}
+        best = Best(epoch=row["epoch"], row=row, model=state, signature=self.signature)
+        if self.node.is_master:
+            save_best(self.checkpoint_dir, best)
+        return best
 
     def epoch(self, loop: Loop, loaders: Loaders, hook: NullHook, epoch: int, *, profile: bool) -> dict:
         if isinstance(loaders.train.sampler, DistributedSampler):
@@ -319,13 +397,19 @@ class Job:
             )
             save_checkpoint(self.checkpoint_dir, state)
 
-    def finish(self, loop: Loop, loaders: Loaders, hook: NullHook, history: list[dict]) -> dict:
-        """Final metrics: the last epoch's validation figures, and the test split's when there is one."""
-        final = {key: history[-1][key] for key in ("valid_loss", "valid_acc")}
-        final["epochs"] = len(history)
+    def finish(
+        self, loop: Loop, loaders: Loaders, hook: NullHook, history: list[dict], best: Best
+    ) -> tuple[dict, torch.Tensor | None]:
+        """Load the best epoch's weights; final metrics are its validation figures and the test split's on it
+        (with the test confusion matrix, rows = true class)."""
+        self.model.load_state_dict(best.model, strict=False)
+        final = {"best_epoch": best.epoch, "select_by": self.hps.select_by, "epochs": len(history)}
+        values = {key: best.row[key] for key in ("valid_loss", "valid_acc")}
+        confusion = None
         if loaders.test is not None:
             hook.eval()
-            tested: EpochResult = loop.evaluate(loaders.test)
-            final.update(test_loss=tested.loss, test_acc=tested.acc)
-            log.info(metrics.test_line({"test_loss": tested.loss, "test_acc": tested.acc}))
-        return final
+            confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
+            tested = loop.evaluate(loaders.test, confusion)
+            values.update(test_loss=tested.loss, test_acc=tested.acc)
+        log.info(metrics.final_line(best.epoch, values))
+        return {**final, **values}, confusion

@@ -3,12 +3,14 @@
 import contextlib
 import json
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import QUICK_HYPERPARAMETERS, docker_train, make_opt_ml, run
 from loopback import free_port
@@ -44,7 +46,10 @@ def test_train_writes_model_and_reports(trained_opt_ml: Path) -> None:
     assert config["architecture"] == "resnet50" and len(config["class_names"]) == 4
     assert (trained_opt_ml / "model" / "model.pt").stat().st_size > 1_000_000
     report = json.loads((trained_opt_ml / "output" / "data" / "metrics.json").read_text())
-    assert [row["epoch"] for row in report["epochs"]] == list(range(1, int(QUICK_HYPERPARAMETERS["epochs"]) + 1))
+    run = report["final"]["epochs"]  # patience may stop before QUICK_HYPERPARAMETERS' epochs
+    assert [row["epoch"] for row in report["epochs"]] == list(range(1, run + 1))
+    assert config["metrics"]["best_epoch"] == min(report["epochs"], key=lambda row: row["valid_loss"])["epoch"]
+    assert (trained_opt_ml / "output" / "data" / "confusion.png").read_bytes().startswith(b"\x89PNG")
     assert (trained_opt_ml / "output" / "data" / "loss.png").read_bytes().startswith(b"\x89PNG")
     assert not (trained_opt_ml / "output" / "failure").exists()
 
@@ -60,7 +65,7 @@ def test_bad_hyperparameter_fails_naming_the_key(image: str, tmp_path: Path) -> 
 
 def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -> None:
     # Frozen backbone with augmentation: a full forward pass per image every epoch, no feature cache.
-    slow_epochs = {"epochs": "6", "image_size": "32", "fine_tune": "head", "augment": "true"}
+    slow_epochs = {"epochs": "6", "image_size": "32", "fine_tune": "head", "augment": "true", "patience": "0"}
     hyperparameters = {**QUICK_HYPERPARAMETERS, **slow_epochs}
     opt_ml, checkpoints = make_opt_ml(tmp_path / "opt_ml", hyperparameters), tmp_path / "checkpoints"
     checkpoints.mkdir()
@@ -85,7 +90,10 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -
     rerun = docker_train(image, opt_ml, *mount)
     assert f"resuming from /opt/ml/checkpoints/{newest.name} after {done} completed epoch(s)" in rerun.stdout
     assert epochs_logged(rerun.stdout) == list(range(done + 1, 7))
-    assert json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]["epochs"] == 6
+    metrics = json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]
+    assert metrics["epochs"] == 6 and (checkpoints / "best.pt").is_file()
+    assert f"final best_epoch={metrics['best_epoch']} " in rerun.stdout
+    assert not (opt_ml / "output" / "failure").exists()  # the stopped run's failure is gone
     print(f"container stopped {stopped_after:.1f} s after SIGTERM with {done} epoch(s) checkpointed")
 
 
@@ -108,3 +116,76 @@ def test_two_host_containers_train_one_model(image: str, tmp_path: Path) -> None
     assert (trees["algo-1"] / "model" / "model.pt").is_file()
     assert list((trees["algo-1"] / "checkpoints").glob("checkpoint-*.pt"))
     assert not (trees["algo-2"] / "model").exists() and not (trees["algo-2"] / "checkpoints").exists()
+
+
+def _one_class(opt_ml: Path) -> None:
+    for split in (opt_ml / "input" / "data" / "training").iterdir():
+        for extra in sorted(split.iterdir())[1:]:
+            shutil.rmtree(extra)
+
+
+def _empty_class(opt_ml: Path) -> None:
+    for image in (opt_ml / "input" / "data" / "training" / "train" / "002.Afghan_hound").iterdir():
+        image.unlink()
+
+
+def _config_not_an_object(opt_ml: Path) -> None:
+    (opt_ml / "input" / "config" / "hyperparameters.json").write_text('["epochs", "3"]')
+
+
+def _typo(opt_ml: Path) -> None:
+    (opt_ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epoch": "3", "image_size": "32"}))
+
+
+FAIL_FAST = {
+    "one class": (_one_class, "the train split at /opt/ml/input/data/training/train has 1 class folder(s)"),
+    "class without images": (_empty_class, "1 class folder(s) in /opt/ml/input/data/training/train hold no readable"),
+    "config not an object": (_config_not_an_object, "/opt/ml/input/config/hyperparameters.json must hold a JSON"),
+    "unknown hyperparameter": (_typo, "unknown hyperparameter epoch='3': did you mean epochs?"),
+}
+
+
+@pytest.mark.parametrize("case", FAIL_FAST)
+def test_bad_setup_fails_before_any_epoch(image: str, tmp_path: Path, case: str) -> None:
+    break_it, first_line = FAIL_FAST[case]
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", QUICK_HYPERPARAMETERS)
+    break_it(opt_ml)
+    result = docker_train(image, opt_ml, check=False)
+    assert result.returncode == 1, result.stdout
+    assert (opt_ml / "output" / "failure").read_text().splitlines()[0].startswith(first_line)
+    assert not epochs_logged(result.stdout) and "internal error" not in result.stdout
+    assert not (opt_ml / "model" / "model.pt").exists()
+
+
+def test_read_only_model_dir_fails_before_any_epoch(image: str, tmp_path: Path) -> None:
+    opt_ml, model = make_opt_ml(tmp_path / "opt_ml", QUICK_HYPERPARAMETERS), tmp_path / "model"
+    model.mkdir()
+    result = docker_train(image, opt_ml, "-v", f"{model}:/opt/ml/model:ro", check=False)
+    assert result.returncode == 1, result.stdout
+    assert (opt_ml / "output" / "failure").read_text().splitlines()[0] == (
+        "cannot write the model to /opt/ml/model: read-only file system (EROFS); mount it read-write"
+    )
+    assert not epochs_logged(result.stdout)
+
+
+def test_read_only_output_dir_logs_why_and_exits_non_zero(image: str, tmp_path: Path) -> None:
+    opt_ml, output = make_opt_ml(tmp_path / "opt_ml", QUICK_HYPERPARAMETERS), tmp_path / "output"
+    output.mkdir()
+    result = docker_train(image, opt_ml, "-v", f"{output}:/opt/ml/output:ro", check=False)
+    assert result.returncode == 1, result.stdout
+    assert "training failed: cannot write the failure file to /opt/ml/output: read-only file system" in result.stdout
+    assert "cannot write /opt/ml/output/failure (read-only file system (EROFS))" in result.stdout
+    assert not epochs_logged(result.stdout) and not list(output.iterdir())
+
+
+def test_full_model_dir_fails_naming_it_and_the_cause(image: str, tmp_path: Path) -> None:
+    one_epoch = {**QUICK_HYPERPARAMETERS, "epochs": "1", "image_size": "32", "fine_tune": "head"}
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", one_epoch)
+    tiny = "type=tmpfs,destination=/opt/ml/model,tmpfs-size=1m"  # ResNet50's weights need ~95 MB
+    result = docker_train(image, opt_ml, "--mount", tiny, check=False)
+    assert result.returncode == 1, result.stdout
+    assert (opt_ml / "output" / "failure").read_text().splitlines()[0] == (
+        "cannot write the model to /opt/ml/model: no space left on device (ENOSPC); "
+        "free space or give the job a larger volume"
+    )
+    assert "Traceback" not in result.stdout + result.stderr and epochs_logged(result.stdout) == [1]

@@ -44,3 +44,17 @@ def test_bad_value_names_key_value_and_allowed(key, value, allowed):
         Hyperparameters.from_strings({key: value})
     message = str(info.value)
     assert f"{key}={value!r}" in message and allowed in message
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"), [("epoch", "epochs"), ("batchsize", "batch_size"), ("Patience", "patience")]
+)
+def test_unknown_key_fails_suggesting_the_closest_name(key, suggestion):
+    with pytest.raises(UserError, match=rf"unknown hyperparameter {key}='3': did you mean {suggestion}\?"):
+        Hyperparameters.from_strings({key: "3"})
+
+
+def test_training_recipe_defaults():
+    hps = Hyperparameters.from_strings({})
+    assert (hps.lr_schedule, hps.warmup_epochs, hps.label_smoothing) == ("cosine", 1.0, 0.1)
+    assert (hps.lr, hps.select_by, hps.patience) == (3e-4, "valid_loss", 0)

@@ -54,6 +54,32 @@ def test_hpo_sends_the_ranges_objective_and_container_metric_regexes(aws: MotoSe
     assert "best hyperparameters" in result.out
 
 
+def test_hpo_tunes_on_cached_features_by_default_and_train_keeps_the_recipe(aws: MotoServer, capsys, tmp_path: Path):
+    upload_sample_data(tmp_path)
+    result = run_cli(capsys, "hpo", *REQUIRED)
+    assert result.code == 0, result.err
+    (request,) = aws.calls("CreateHyperParameterTuningJob")
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    recipe = {"augment": "false", "fine_tune": "head", "cache_features": "true"}
+    assert {key: static.get(key) for key in recipe} == recipe
+    assert "each trial runs the backbone once and trains the head on cached features" in result.out
+    assert "`train` then uses the same recipe with the tuned values" in result.out
+
+    assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
+    (training,) = aws.calls("CreateTrainingJob")
+    assert {key: training["HyperParameters"].get(key) for key in recipe} == recipe
+
+
+def test_hpo_with_augmentation_when_asked(aws: MotoServer, capsys, tmp_path: Path):
+    upload_sample_data(tmp_path)
+    result = run_cli(capsys, "hpo", *REQUIRED, "--tune-with-augmentation")
+    assert result.code == 0, result.err
+    (request,) = aws.calls("CreateHyperParameterTuningJob")
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert not {"augment", "fine_tune", "cache_features"} & set(static)  # the image's defaults: augment=true
+    assert "each trial runs the backbone every epoch" in result.out
+
+
 def test_the_metric_regexes_parse_the_training_log_line():
     line = epoch_line(3, {"train_loss": 0.412, "train_acc": 0.5, "valid_loss": 0.5013, "valid_acc": 0.871})
     found = {d["Name"]: re.search(d["Regex"], line).group(1) for d in METRIC_DEFINITIONS if re.search(d["Regex"], line)}

@@ -2,6 +2,7 @@
 
 import json
 import math
+import tarfile
 from pathlib import Path
 
 import boto3
@@ -41,13 +42,23 @@ def upload_tensors(local: Path, job: str) -> None:
         s3.upload_file(str(path), OUTPUT_BUCKET, f"runs/{job}/debug-output/{path.relative_to(local)}")
 
 
+def upload_output(data_dir: Path, job: str, tmp_path: Path) -> None:
+    """The job's output/data as SageMaker uploads it: JOB/output/output.tar.gz with the files at its top."""
+    archive = tmp_path / "output.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(data_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+    boto3.client("s3").upload_file(str(archive), OUTPUT_BUCKET, f"runs/{job}/output/output.tar.gz")
+
+
 def train_and_report(aws: MotoServer, capsys, tmp_path: Path, tensors_dir: Path) -> tuple[str, str]:
-    """`train` (moto records the job), the run's tensors uploaded where SageMaker puts them, then `report`."""
+    """`train` (moto records the job), the run's tensors and output uploaded where SageMaker puts them, `report`."""
     upload_sample_data(tmp_path)
     assert run_cli(capsys, "train", *REQUIRED).code == 0
     (request,) = aws.calls("CreateTrainingJob")
     job = request["TrainingJobName"]
     upload_tensors(tensors_dir, job)
+    upload_output(tensors_dir.parent / "data", job, tmp_path)
     report = f"runs/{job}/rule-output/ProfilerReport-1/profiler-output/profiler-reports/LowGPUUtilization.json"
     summary = {"RuleTriggered": 0, "Violations": 0, "Details": {}, "Datapoints": 42}
     boto3.client("s3").put_object(Bucket=OUTPUT_BUCKET, Key=report, Body=json.dumps(summary).encode())
@@ -82,6 +93,18 @@ def test_report_of_a_learning_run(aws: MotoServer, capsys, tmp_path: Path, tenso
     assert "![loss](loss.png)" in markdown
     assert "| loss_not_decreasing | ok |" in markdown
     assert "| LowGPUUtilization | 0 | 0 | 42 |" in markdown
+    trained = json.loads((tensors[LEARNING_LR].parent / "data" / "metrics.json").read_text())
+    final = trained["final"]
+    assert f"Epoch {final['best_epoch']} of {final['epochs']} (by valid_loss)" in markdown
+    for name, entry in trained["per_class"].items():
+        assert f"| {name} | {entry['accuracy']} | {entry['count']} |" in markdown
+    assert "![confusion matrix](confusion.png)" in markdown
+    assert (report_dir / "confusion.png").read_bytes().startswith(b"\x89PNG")
+    advice = markdown.split("## Recommendations\n\n")[1].split("\n\n")[0].splitlines()
+    assert advice and all(line.startswith("- ") for line in advice)
+    assert [f"recommendation: {line[2:]}" for line in advice] == [
+        line for line in out.splitlines() if line.startswith("recommendation: ")
+    ]
 
 
 @pytest.mark.parametrize("lr", [DIVERGING_LR, FROZEN_LR])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_support import REPO, run_train, write_tree
 
-from dogbreed.metrics import METRIC_DEFINITIONS
+from dogbreed.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 from dogbreed.model import load_artifact
 from dogbreed.presets import ClassificationPresetEval
 
@@ -23,6 +23,7 @@ HYPERPARAMETERS = {
     "batch_size": "8",
     "pretrained": "false",
     "threads": "2",
+    "patience": "0",  # all 6 epochs
     "sagemaker_region": '"us-east-1"',
 }
 
@@ -58,9 +59,20 @@ def test_random_init_reaches_80_percent_validation_accuracy(trained):
     _, log = trained
     values = metric_values(log)
     assert values["epoch"] == [1, 2, 3, 4, 5, 6]
-    assert len(values["valid_acc"]) == 6 and len(values["train_loss"]) == 6
+    assert len(values["valid_acc"]) == 7 and len(values["train_loss"]) == 6  # 6 epochs + the delivered model's
     assert values["valid_acc"][-1] >= 0.8, log
     assert len(values["test_acc"]) == 1 and values["test_acc"][0] >= 0.8
+
+
+def test_final_line_reports_the_epoch_with_the_lowest_validation_loss(trained):
+    base, log = trained
+    values = metric_values(log)
+    losses = values["valid_loss"][:6]
+    best = losses.index(min(losses))
+    assert values["best_epoch"] == [best + 1]
+    assert (values["valid_loss"][-1], values["valid_acc"][-1]) == (losses[best], values["valid_acc"][best])
+    metrics = json.loads((base / "model" / "model_config.json").read_text())["metrics"]
+    assert (metrics["best_epoch"], metrics["select_by"], metrics["epochs"]) == (best + 1, "valid_loss", 6)
 
 
 def test_metric_regexes_match_each_real_epoch_line(trained):
@@ -69,10 +81,12 @@ def test_metric_regexes_match_each_real_epoch_line(trained):
     assert len(lines) == 6
     for line in lines:
         for definition in METRIC_DEFINITIONS:
-            if not definition["Name"].startswith("test_"):
+            if definition["Name"] in (*EPOCH_FIELDS, "epoch"):
                 assert re.search(definition["Regex"], line), (definition, line)
     final = [line for line in log.splitlines() if "test_acc=" in line]
-    assert len(final) == 1 and re.search(METRIC_DEFINITIONS[0]["Regex"], final[0]) is None
+    assert len(final) == 1
+    found = {d["Name"] for d in METRIC_DEFINITIONS if re.search(d["Regex"], final[0])}
+    assert found == {"best_epoch", "valid_loss", "valid_acc", "test_loss", "test_acc"}
 
 
 def test_artifact_reports_and_checkpoints(trained):
@@ -84,8 +98,18 @@ def test_artifact_reports_and_checkpoints(trained):
     report = json.loads((base / "output" / "data" / "metrics.json").read_text())
     assert [row["epoch"] for row in report["epochs"]] == [1, 2, 3, 4, 5, 6] and "test_acc" in report["final"]
     assert (base / "output" / "data" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (base / "output" / "data" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    per_class = report["per_class"]
+    assert list(per_class) == config["class_names"] and sum(c["count"] for c in per_class.values()) == 16
+    tested = sum(c["accuracy"] * c["count"] for c in per_class.values()) / 16
+    assert abs(tested - report["final"]["test_acc"]) < 1e-3  # the test split, evaluated on the delivered model
+    assert report["recommendations"] and all(isinstance(line, str) for line in report["recommendations"])
     assert (base / "output" / "data" / "metrics.csv").read_text().startswith("epoch,train_loss")
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["checkpoint-0005.pt", "checkpoint-0006.pt"]
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == [
+        "best.pt",
+        "checkpoint-0005.pt",
+        "checkpoint-0006.pt",
+    ]
     assert not (base / "output" / "failure").exists()
 
 

@@ -1,5 +1,10 @@
-"""The error boundary: output/failure says what to fix, exit code is non-zero; pretrained weights are never faked."""
+"""The error boundary: output/failure says what to fix, exit code is non-zero; pretrained weights are never faked;
+bad setups fail before any epoch."""
 
+import json
+import shutil
+
+import pytest
 import torch
 from torchvision.models import resnet50
 
@@ -50,10 +55,78 @@ def test_missing_pretrained_weights_fail_with_instructions(sm_tree, monkeypatch,
     assert not (base / "model").exists()
 
 
-def test_internal_error_is_reported_as_such(sm_tree, tmp_path, caplog):
+def test_internal_error_is_reported_as_such(sm_tree, monkeypatch, caplog):
+    def bug(*_args) -> None:
+        raise ZeroDivisionError("a bug of ours")
+
+    monkeypatch.setattr(train, "run", bug)
+    base = sm_tree(HEAD_ONLY)
+    assert run_in_process(base) == train.EXIT_INTERNAL_ERROR
+    assert failure(base).startswith("internal error in training (ZeroDivisionError: a bug of ours)")
+    assert "Traceback" in caplog.text
+
+
+def first_line_of_failure(base) -> str:
+    return failure(base).splitlines()[0]
+
+
+def test_unknown_hyperparameter_suggests_the_closest_name(sm_tree):
+    base = sm_tree({"epoch": "3", "sagemaker_region": "us-east-1", "_tuning_objective_metric": "valid_loss"})
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert first_line_of_failure(base).startswith("unknown hyperparameter epoch='3': did you mean epochs?")
+
+
+@pytest.mark.parametrize("content", [["epochs", "3"], "epochs=3", 5])
+def test_config_json_that_is_not_an_object_names_the_file(sm_tree, content):
+    base = sm_tree({})
+    config = base / "input" / "config" / "hyperparameters.json"
+    config.write_text(json.dumps(content))
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert first_line_of_failure(base).startswith(f"{config} must hold a JSON object")
+
+
+def test_one_class_fails_before_training(sm_tree, caplog):
+    base = sm_tree(HEAD_ONLY)
+    for split in (base / "input" / "data" / "training").iterdir():
+        for extra in sorted(split.iterdir())[1:]:
+            shutil.rmtree(extra)
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert "1 class folder(s) ['001.Affenpinscher']: a classifier needs at least two" in first_line_of_failure(base)
+    assert "epoch=1" not in caplog.text
+
+
+def test_class_without_training_images_fails_before_training(sm_tree):
+    base = sm_tree(HEAD_ONLY)
+    empty = base / "input" / "data" / "training" / "train" / "002.Afghan_hound"
+    for image in empty.iterdir():
+        image.unlink()
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert "1 class folder(s) in " in first_line_of_failure(base)
+    assert "hold no readable training image: 002.Afghan_hound" in first_line_of_failure(base)
+
+
+def test_unwritable_checkpoint_dir_fails_before_training_naming_it(sm_tree, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     base = sm_tree(HEAD_ONLY, checkpoint_dir=blocker / "checkpoints")
-    assert run_in_process(base) == train.EXIT_INTERNAL_ERROR
-    assert failure(base).startswith("internal error in training (")
-    assert "Traceback" in caplog.text
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert first_line_of_failure(base) == (
+        f"cannot write checkpoints to {blocker / 'checkpoints'}: not a directory (ENOTDIR); "
+        "a file stands where the directory should be"
+    )
+    assert not (base / "model").exists()
+
+
+def test_failure_that_cannot_be_written_is_logged_with_its_cause(sm_tree, caplog):
+    base = sm_tree({"optimizer": "rmsprop"})
+    (base / "output").write_text("a file where the output directory should be")
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert f"cannot write {base / 'output' / 'failure'} (file exists (EEXIST)): the failure reason" in caplog.text
+
+
+def test_successful_run_removes_a_stale_failure(sm_tree):
+    base = sm_tree(HEAD_ONLY)
+    (base / "output").mkdir()
+    (base / "output" / "failure").write_text("training stopped by SIGTERM: ...\n")
+    assert run_in_process(base) == 0
+    assert not (base / "output" / "failure").exists()

@@ -57,7 +57,11 @@ def test_two_local_processes_train_one_model(sm_tree, run_train):
     # Only local rank 0 logs INFO: one metric line per epoch, one model, written by global rank 0.
     assert len(re.findall(r"\bepoch=\d+ train_loss=", log)) == 2
     assert log.count("model written to") == 1 and (base / "model" / "model.pt").is_file()
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["checkpoint-0001.pt", "checkpoint-0002.pt"]
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == [
+        "best.pt",
+        "checkpoint-0001.pt",
+        "checkpoint-0002.pt",
+    ]
 
 
 @needs_two_cores

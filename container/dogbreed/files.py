@@ -1,0 +1,76 @@
+"""Writing the job's outputs: write checks before any epoch, atomic writes, and OSError turned into a
+UserError that names the directory and the cause (no space left, read-only) instead of a stack trace."""
+
+import contextlib
+import errno
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+
+_FIXES = {
+    errno.ENOSPC: "free space or give the job a larger volume",
+    errno.EDQUOT: "free space or raise the quota",
+    errno.EROFS: "mount it read-write",
+    errno.EACCES: "make it writable for the training user",
+    errno.EPERM: "make it writable for the training user",
+    errno.ENOTDIR: "a file stands where the directory should be",
+}
+
+
+def describe(exc: OSError) -> str:
+    """'no space left on device (ENOSPC)'; the OS's words, lower-cased, and the errno name."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno).lower()} ({errno.errorcode.get(exc.errno, exc.errno)})"
+
+
+@contextlib.contextmanager
+def writing(directory: Path, what: str) -> Iterator[None]:
+    """Turn an OSError while writing `what` into directory into a UserError saying what to fix."""
+    try:
+        yield
+    except OSError as exc:
+        fix = _FIXES.get(exc.errno or 0, "check the directory")
+        raise UserError(f"cannot write {what} to {directory}: {describe(exc)}; {fix}") from exc
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Write (then delete) a probe file in directory; UserError when that fails. Directories created for the
+    probe are removed again: a failed job leaves no empty model/."""
+    created = next((p for p in reversed([directory, *directory.parents]) if not p.exists()), None)
+    with writing(directory, what):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+        if created is not None:
+            shutil.rmtree(created)
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write via a temp file + rename: a kill or a full disk mid-write never leaves a torn target."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """torch.save into memory, so that writing is plain file I/O with OSErrors (torch's own writer raises
+    RuntimeErrors from C++ that hide the cause)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
