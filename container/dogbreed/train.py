@@ -14,12 +14,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from . import data, metrics, reporting
+from . import data, metrics, quantize, reporting
 from .checkpoint import Checkpoint, load_latest, save_checkpoint, stop_on_sigterm
 from .debugger import NullHook, create_hook, profiled_steps
-from .distributed import ONE_PROCESS, Cluster, Local, available_cores, choose_threads, cluster, local_processes
+from .distributed import ONE_PROCESS, Cluster, Local, cluster, local_processes
 from .engine import EpochResult, Interrupted, Loop, extract_features
 from .errors import UserError
+from .hardware import choose_threads, usable_cpus
 from .hyperparams import Hyperparameters
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
@@ -55,7 +56,7 @@ def launch(environ: Mapping[str, str]) -> None:
     env = TrainingEnv.from_environ(environ)
     hps = Hyperparameters.from_strings(env.hyperparameters)
     log.info("hyperparameters: %s", hps.as_dict())
-    processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), available_cores())
+    processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), usable_cpus())
     if processes == 1:
         run(env, hps)
         return
@@ -210,6 +211,7 @@ class Job:
                 preprocess=self.preprocess,
                 metrics=final,
             )
+            quantize.write_int8(self.env.paths.model_dir, self.model, splits, self.preprocess, self.hps.seed)
             reporting.write_reports(self.env.paths.output_data_dir, history, final)
             log.info("model written to %s", self.env.paths.model_dir)
 
