@@ -12,6 +12,7 @@ transform, and each saved to a file and loaded back (what serving would do) befo
   fp32_folded     the server's fp32 (batch norm folded, channels_last)
   bf16_folded     the server's bf16 (folded weights cast to bf16)
   fx_x86          torch.ao FX graph mode, get_default_qconfig_mapping("x86") (FBGEMM/oneDNN int8 kernels)
+  fx_x86_stem_head_fp32  the same with the stem conv and the head left in fp32 (what dogbreed.quantize does)
   pt2e_x86        torchao PT2E with X86InductorQuantizer, run without torch.compile (no C++ compiler at serve time)
   ort_fp32        ONNX Runtime, the fp32 ONNX export
   ort_qdq         ONNX Runtime static int8 (onnxruntime.quantization, QDQ, per-channel s8 weights, u8 activations)
@@ -36,9 +37,9 @@ sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
 import torch  # noqa: E402
 from precision_bench import folder_images, generated_images  # noqa: E402
 
+from dogbreed import hardware  # noqa: E402
 from dogbreed.model import load_artifact  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
-from dogbreed.serving import machine  # noqa: E402
 from dogbreed.serving.predictor import prepare_for_inference  # noqa: E402
 
 Forward = Callable[[torch.Tensor], np.ndarray]  # contiguous fp32 batch -> probabilities
@@ -62,12 +63,15 @@ def torch_forward(model: torch.nn.Module, dtype=torch.float32, channels_last: bo
 # ------------------------------------------------------------------------------------ candidates
 
 
-def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path, fp32_modules=()) -> Callable[[], Forward]:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     def build(state: dict | None) -> torch.nn.Module:
-        prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (calib[:1],))
+        mapping = get_default_qconfig_mapping("x86")
+        for name in fp32_modules:
+            mapping.set_module_name(name, None)
+        prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (calib[:1],))
         if state is None:
             with torch.inference_mode():
                 for chunk in calib.split(16):
@@ -77,10 +81,11 @@ def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[
             converted.load_state_dict(state)
         return converted
 
-    torch.save(build(None).state_dict(), tmp / "fx_x86.pt")
+    path = tmp / f"fx_x86{len(fp32_modules)}.pt"
+    torch.save(build(None).state_dict(), path)
 
     def load() -> Forward:  # serving rebuilds the graph from code and loads tensors only
-        return torch_forward(build(torch.load(tmp / "fx_x86.pt", weights_only=True)))
+        return torch_forward(build(torch.load(path, weights_only=True)))
 
     return load
 
@@ -89,9 +94,10 @@ def pt2e_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    # strict=True: torch 2.14's default non-strict export trips the quantizer's conv+add+relu pattern
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     batch = torch.export.Dim("batch", min=1, max=64)
-    exported = torch.export.export(copy.deepcopy(model).eval(), (calib[:2],), dynamic_shapes=({0: batch},))
+    exported = torch.export.export(copy.deepcopy(model).eval(), (calib[:2],), dynamic_shapes=({0: batch},), strict=True)
     prepared = prepare_pt2e(exported.module(), quantizer)
     with torch.inference_mode():
         for chunk in calib.split(16):
@@ -164,6 +170,7 @@ CANDIDATES = {
     "fp32_folded": prepared("fp32"),
     "bf16_folded": prepared("bf16"),
     "fx_x86": fx_x86,
+    "fx_x86_stem_head_fp32": lambda model, calib, tmp: fx_x86(model, calib, tmp, ("conv1", "fc")),
     "pt2e_x86": pt2e_x86,
     "ort_fp32": ort_fp32,
     "ort_qdq": ort_qdq,
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(machine.usable_cpus())
+    torch.set_num_threads(hardware.usable_cpus())
     artifact = load_artifact(args.model_dir)
     classes = len(artifact.class_names)
     rng = np.random.default_rng(0)
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     held = folder_images(args.held_out) if args.held_out else generated_images(classes, 40)
     calib, held_out = image_tensor(calib_images, artifact.preprocess), image_tensor(held, artifact.preprocess)
     log.info("%d calibration, %d held-out images; %d threads; cpu flags bf16=%s; torch %s", len(calib),
-             len(held_out), torch.get_num_threads(), machine.describe().cpu_has_bf16, torch.__version__)  # fmt: skip
+             len(held_out), torch.get_num_threads(), hardware.describe().cpu_has_bf16, torch.__version__)  # fmt: skip
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="int8_libraries_") as tmp:
         reference = None

@@ -24,6 +24,9 @@ from .presets import ClassificationPresetEval, PreprocessConfig
 log = logging.getLogger(__name__)
 
 BACKEND = "x86"
+# Kept in fp32: the stem (full-resolution rounding is what flips near-ties) and the head. On a trained model
+# (README "Int8") all-int8 agreed with fp32 on 95 % of validation images, this on 100 %, ~10 % slower.
+FP32_MODULES = ("conv1", "fc")
 CALIBRATION_IMAGES = 256  # a seeded sample of the training split; more changed nothing measurable
 MIN_AGREEMENT = 0.99  # gate: top-1 agreement with fp32 on the validation split
 MAX_ACCURACY_DROP = 0.01  # gate: validation accuracy may fall by at most 1 point
@@ -34,7 +37,10 @@ def _prepare(model: nn.Module, image_size: int) -> nn.Module:
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     example = (torch.zeros(1, 3, image_size, image_size),)
-    return prepare_fx(copy.deepcopy(model).cpu().eval(), get_default_qconfig_mapping(BACKEND), example)
+    mapping = get_default_qconfig_mapping(BACKEND)
+    for name in FP32_MODULES:
+        mapping.set_module_name(name, None)
+    return prepare_fx(copy.deepcopy(model).cpu().eval(), mapping, example)
 
 
 def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], image_size: int) -> nn.Module:
@@ -117,6 +123,13 @@ def calibration_batches(splits: data.Splits, preprocess: PreprocessConfig, seed:
             yield batch[0]
 
 
+def save_int8(model_dir: Path, int8: nn.Module | None, gate: dict) -> None:
+    """model_int8.pt (tensors only; only for a model that passed) and the gate in model_config.json."""
+    if int8 is not None:
+        torch.save(int8.state_dict(), model_dir / INT8_WEIGHTS_FILE)
+    record_in_config(model_dir, "int8", gate)
+
+
 def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preprocess: PreprocessConfig, seed: int) -> dict:
     """Quantize the trained model, gate it on the validation split, save both beside the fp32 artifact.
 
@@ -128,9 +141,7 @@ def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preproces
     except Exception as exc:  # an int8 problem must not lose the trained fp32 model
         log.exception("int8 quantization failed; the model will be served in fp32 or bf16")
         gate = {"passed": False, "reason": f"quantization failed: {exc!r}"}
-    else:
-        torch.save(int8.state_dict(), model_dir / INT8_WEIGHTS_FILE)
-    record_in_config(model_dir, "int8", gate)
+    save_int8(model_dir, int8 if gate["passed"] else None, gate)
     figures = {k: float(gate[k]) for k in ("top1_agreement", "accuracy_drop", "max_prob_diff") if k in gate}
     log.info(metrics.format_metrics("int8", {**figures, "gate_passed": float(gate["passed"])}) + f" ({gate['reason']})")
     return gate
