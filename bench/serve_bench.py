@@ -142,7 +142,7 @@ def make_model_dir(root: Path, photos: list[bytes], seed: int = 0) -> tuple[Path
 def add_int8(model_dir: Path, model: torch.nn.Module, batch: torch.Tensor) -> None:
     """The stand-in's int8 variant as `train` makes one, gated on the photos against fp32's own answers
     (no labels here: accuracy = agreement); an untrained model's near-ties may fail the gate."""
-    int8 = quantize.quantize(model, batch.split(16), batch.shape[-1])
+    int8 = quantize.quantize(model, batch.split(16))
     with torch.inference_mode():
         labels = model(batch).argmax(1)
     gate = quantize.compare(model, int8, list(zip(batch.split(16), labels.split(16), strict=True)))

@@ -7,15 +7,17 @@ a host runs natively, the autocast training uses, and serving's choice among fp3
 Why serving measures instead of reading flags: oneDNN can be capped below what /proc/cpuinfo lists
 (ONEDNN_MAX_CPU_ISA, e.g. AVX512_CORE_VNNI to behave like an ml.m5.large Cascade Lake), and then
 emulates bf16 at a third of fp32's speed; FBGEMM's int8 kernels ignore that cap. A short timed forward
-of each candidate at start-up is right under any cap, on AMX, on AVX2-only CPUs, and costs ~1-3 s.
+of each candidate (one ResNet block) at start-up is right under any cap, on AMX, on AVX2-only CPUs.
 """
 
 import contextlib
+import copy
 import math
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -152,24 +154,53 @@ def serving_candidates(requested: str, *, device: str, host: Machine, int8_refus
     return ["fp32"] + ["bf16"] * host.cpu_has_bf16 + ["int8"] * (int8_refusal is None)
 
 
-def choose_precision(
-    requested: str, candidates: dict[str, Callable[[], object]], *, batch: int, int8_refusal: str | None
-) -> PrecisionChoice:
-    """The fastest candidate by a timed call of each (after one warm-up call), with the reason for the log.
+def precision_probes(names: list[str]) -> dict[str, Callable[[], object]]:
+    """Per precision, three passes of one ResNet50 layer2 bottleneck (1x1, 3x3, 1x1 convolutions at 28x28,
+    batch 4, channels_last) prepared as the server prepares the model: its speed ratios follow the whole
+    network's, at a few percent of the cost of preparing and timing the model itself."""
+    import torch
+    from torch import nn
 
-    candidates: precision -> one forward pass of `batch` images in that precision.
-    """
+    from .quantize import quantize
+
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(512, 128, 1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(128, 512, 1), nn.ReLU()).eval()  # fmt: skip
+    x = torch.randn(4, 512, 28, 28).contiguous(memory_format=torch.channels_last)
+    nets = {
+        "fp32": (block.to(memory_format=torch.channels_last), x),
+        "bf16": (copy.deepcopy(block).to(torch.bfloat16), x.to(torch.bfloat16)),
+        "int8": (quantize(block, [x]) if "int8" in names else None, x),
+    }
+
+    @torch.inference_mode()
+    def passes(net: nn.Module, batch) -> None:
+        for _ in range(3):
+            net(batch)
+
+    return {name: partial(passes, *nets[name]) for name in names}
+
+
+def choose_precision(
+    requested: str,
+    names: list[str],
+    *,
+    int8_refusal: str | None,
+    probes: Callable[[list[str]], dict[str, Callable[[], object]]] = precision_probes,
+) -> PrecisionChoice:
+    """The fastest of the candidate precisions by a timed probe of each (after one warm-up call), with the
+    reason for the log; no probe when there is one candidate."""
     refused = f"; int8 not served: {int8_refusal}" if int8_refusal else ""
-    if len(candidates) == 1:
-        (only,) = candidates
+    if len(names) == 1:
+        (only,) = names
         why = "requested" if requested == only else f"{requested} requested, {only} the only candidate here"
         return PrecisionChoice(only, why + refused)
-    rates = {}
-    for precision, forward in candidates.items():
-        forward()
+    seconds = {}
+    for precision, probe in probes(names).items():
+        probe()
         started = time.perf_counter()
-        forward()
-        rates[precision] = batch / (time.perf_counter() - started)
-    best = max(rates, key=rates.get)
-    measured = ", ".join(f"{p} {r:.1f}" for p, r in sorted(rates.items(), key=lambda kv: -kv[1]))
-    return PrecisionChoice(best, f"fastest measured here (img/s at batch {batch}: {measured}){refused}")
+        probe()
+        seconds[precision] = time.perf_counter() - started
+    best = min(seconds, key=seconds.get)
+    speeds = ", ".join(f"{p} {seconds['fp32'] / t:.2f}x" for p, t in sorted(seconds.items(), key=lambda kv: kv[1]))
+    return PrecisionChoice(best, f"fastest measured here (ResNet block speed vs fp32: {speeds}){refused}")

@@ -9,6 +9,7 @@ into model_int8.pt. Loading rebuilds the quantized graph from code and loads ten
 """
 
 import copy
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,24 +33,25 @@ MIN_AGREEMENT = 0.99  # gate: top-1 agreement with fp32 on the validation split
 MAX_ACCURACY_DROP = 0.01  # gate: validation accuracy may fall by at most 1 point
 
 
-def _prepare(model: nn.Module, image_size: int) -> nn.Module:
+def _prepare(model: nn.Module, example: torch.Tensor) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx
 
-    example = (torch.zeros(1, 3, image_size, image_size),)
     mapping = get_default_qconfig_mapping(BACKEND)
     for name in FP32_MODULES:
         mapping.set_module_name(name, None)
-    return prepare_fx(copy.deepcopy(model).cpu().eval(), mapping, example)
+    return prepare_fx(copy.deepcopy(model).cpu().eval(), mapping, (example,))
 
 
-def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], image_size: int) -> nn.Module:
+def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module:
     """An int8 copy of the eval model, its activation ranges observed on the calibration batches."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
-    prepared = _prepare(model, image_size)
+    batches = iter(calibration)
+    first = next(batches)
+    prepared = _prepare(model, first[:1])
     with torch.inference_mode():
-        for batch in calibration:
+        for batch in itertools.chain([first], batches):
             prepared(batch)
     return convert_fx(prepared)
 
@@ -60,7 +62,7 @@ def load_int8(model: nn.Module, state: dict[str, torch.Tensor], image_size: int)
 
     with torch.ao.quantization.observer.warnings.catch_warnings():  # uncalibrated: replaced by the state below
         torch.ao.quantization.observer.warnings.simplefilter("ignore")
-        structure = convert_fx(_prepare(model, image_size))
+        structure = convert_fx(_prepare(model, torch.zeros(1, 3, image_size, image_size)))
     structure.load_state_dict(state)
     return structure
 
@@ -136,7 +138,7 @@ def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preproces
     Never fails the job: a quantization error is recorded as a failed gate (the model is then served fp32).
     """
     try:
-        int8 = quantize(model, calibration_batches(splits, preprocess, seed), preprocess.image_size)
+        int8 = quantize(model, calibration_batches(splits, preprocess, seed))
         gate = compare(copy.deepcopy(model), int8, _eval_loader(splits.valid, preprocess, seed))
     except Exception as exc:  # an int8 problem must not lose the trained fp32 model
         log.exception("int8 quantization failed; the model will be served in fp32 or bf16")

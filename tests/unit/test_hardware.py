@@ -33,16 +33,23 @@ def test_a_requested_precision_is_served_unless_int8_is_refused():
         serving_candidates("fp16", device="cpu", host=AVX2_HOST, int8_refusal=None)
 
 
+def sleeping(seconds: dict[str, float]):
+    return lambda names: {name: (lambda s=seconds[name]: time.sleep(s)) for name in names}
+
+
 def test_auto_keeps_the_fastest_measured_and_says_why():
-    forwards = {
-        name: (lambda s=seconds: time.sleep(s)) for name, seconds in (("fp32", 0.03), ("bf16", 0.09), ("int8", 0.01))
-    }
-    choice = choose_precision("auto", forwards, batch=4, int8_refusal=None)
+    probes = sleeping({"fp32": 0.03, "bf16": 0.09, "int8": 0.01})
+    choice = choose_precision("auto", ["fp32", "bf16", "int8"], int8_refusal=None, probes=probes)
     assert choice.precision == "int8"
-    assert "fastest measured" in choice.reason and "int8" in choice.reason.split("fp32")[0]
+    assert "fastest measured here" in choice.reason and choice.reason.index("int8") < choice.reason.index("bf16")
+
+
+def test_the_real_probes_time_each_candidate():
+    choice = choose_precision("auto", ["fp32", "int8"], int8_refusal=None)
+    assert choice.precision in ("fp32", "int8") and "fp32 1.00x" in choice.reason
 
 
 def test_a_refused_int8_request_says_why_in_the_reason():
-    choice = choose_precision("int8", {"fp32": lambda: None}, batch=4, int8_refusal="it failed the accuracy gate")
+    choice = choose_precision("int8", ["fp32"], int8_refusal="it failed the accuracy gate")
     assert choice.precision == "fp32"
     assert "int8 requested" in choice.reason and "failed the accuracy gate" in choice.reason

@@ -129,7 +129,7 @@ def int8_artifact(gate_passed: bool) -> Artifact:
     """The test artifact with an int8 variant calibrated on a few generated images, and a gate record."""
     plain = artifact()
     calibration = fp32_preprocess(images(8))
-    state = quantize(plain.model, [calibration], IMAGE_SIZE).state_dict()
+    state = quantize(plain.model, [calibration]).state_dict()
     gate = judge({"top1_agreement": 1.0 if gate_passed else 0.5, "fp32_acc": 0.9, "int8_acc": 0.9, "max_prob_diff": 0})
     return Artifact(plain.model, plain.class_names, plain.head, plain.preprocess, {}, gate, state)
 

@@ -133,7 +133,7 @@ def test_deliberately_broken_calibration_fails_the_gate(trained):
     valid = data.make_loader(splits.valid.with_transform(ClassificationPresetEval(config=artifact.preprocess)),
                              batch_size=16, train=False, num_workers=0, seed=0, shard=None)  # fmt: skip
     # Calibrating on blank images collapses every activation range: int8 saturates and answers the same class.
-    broken = quantize.quantize(artifact.model, [torch.zeros(8, 3, 32, 32)], image_size=32)
+    broken = quantize.quantize(artifact.model, [torch.zeros(8, 3, 32, 32)])
     gate = quantize.compare(artifact.model, broken, valid)
     assert not gate["passed"] and "top-1 agreement" in gate["reason"], gate
     assert gate["top1_agreement"] < 0.99

@@ -4,8 +4,8 @@ Never imports Flask: images in, an N x C array of class probabilities out. A req
 image is a ServingError (400). Forward passes run only on the dynamic batcher's stream threads, so
 concurrent requests share them and one set of compute threads serves the worker.
 
-Precision (DOGBREED_PRECISION, read by ServingEnv): fp32, bf16, int8, or auto, which times one forward
-of each candidate this host runs and the artifact allows, and keeps the fastest (dogbreed.hardware).
+Precision (DOGBREED_PRECISION, read by ServingEnv): fp32, bf16, int8, or auto, which times a ResNet block in
+each candidate precision this host runs and the artifact allows, and keeps the fastest (dogbreed.hardware).
 fp32 and bf16 models are prepared once (prepare_for_inference): batch norm folded into the convolutions
 (torch.fx), channels_last; "bf16" then casts the folded weights to bf16, which computes the same as bf16
 autocast on the folded model without re-casting every weight on every forward. "int8" is the artifact's
@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the folded model's dtype
 INPUT_DTYPES = {**DTYPES, "int8": torch.float32}  # what each served model takes (int8 quantizes inside)
-CHOICE_BATCH = 4  # images per timed forward when auto chooses the precision: ~1-3 s for all candidates
 GPU_INT8 = "int8 kernels run on the CPU and this host serves on its GPU"
 
 
@@ -62,11 +60,6 @@ def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
     if precision == "int8":
         return quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
     return prepare_for_inference(artifact.model, precision, device)
-
-
-@torch.inference_mode()
-def _timed_forward(model: torch.nn.Module, batch: torch.Tensor) -> None:
-    model(batch).float().cpu()  # .cpu(): wait for a GPU to finish
 
 
 def _set_threads(count: int | None) -> None:
@@ -109,19 +102,13 @@ class Predictor:
     def _choose_model(
         self, artifact: Artifact, host: hardware.Machine
     ) -> tuple[hardware.PrecisionChoice, torch.nn.Module]:
-        """The requested precision, or under auto the fastest one timed here; the model prepared in it."""
+        """The requested precision, or under auto the fastest one measured here; the model prepared in it."""
         refusal = quantize.int8_refusal(artifact) if self.device == "cpu" else GPU_INT8
         if refusal and artifact.int8:
             log.warning("int8 will not be served: %s", refusal)
         names = hardware.serving_candidates(self.config.precision, device=self.device, host=host, int8_refusal=refusal)
-        models = {precision: prepare(artifact, precision, self.device) for precision in names}
-        size, batch = self.preprocess_config.image_size, min(CHOICE_BATCH, self.config.max_batch_size)
-        sample = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-        forwards = {
-            p: partial(_timed_forward, model, sample.to(self.device, INPUT_DTYPES[p])) for p, model in models.items()
-        }
-        choice = hardware.choose_precision(self.config.precision, forwards, batch=batch, int8_refusal=refusal)
-        return choice, models[choice.precision]
+        choice = hardware.choose_precision(self.config.precision, names, int8_refusal=refusal)
+        return choice, prepare(artifact, choice.precision, self.device)
 
     @classmethod
     def load(cls, model_dir: Path, config: PredictorConfig = PredictorConfig()) -> "Predictor":
