@@ -180,7 +180,7 @@ def precision_probes(names: list[str]) -> dict[str, Callable[[], object]]:
     return {name: partial(forward, *nets[name]) for name in names}
 
 
-def _fastest_times(probes: dict[str, Callable[[], object]], rounds: int = 5, budget_s: float = 3) -> dict[str, float]:
+def _fastest_times(probes: dict[str, Callable[[], object]], rounds: int = 4, budget_s: float = 1) -> dict[str, float]:
     """Each probe's best time over interleaved rounds (after a warm-up call): on a shared, busy host the
     best of several, taken in turns, is the figure least distorted by other processes."""
     for probe in probes.values():
