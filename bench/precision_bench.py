@@ -15,10 +15,12 @@ Usage: .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR
 Variants, all under inference_mode on the server's preprocessing (training's eval transform):
   fp32                 exact reference: the eager model as trained (contiguous)
   served_fp32          the server's fp32: batch norm folded into the convolutions, channels_last
-  served_bf16          the server's bf16: the same folded model cast to bf16
+  served_bf16          the server's bf16: the same folded model cast to bf16 (where the CPU lists bf16)
+  served_int8          the artifact's int8 model (dogbreed.quantize), when it passed its accuracy gate
   bf16_autocast        the unfolded model under CPU bf16 autocast, channels_last (the usual recipe)
-For each set: top-1 agreement with fp32, max |Δp| over all classes, and batch-16 img/s. Last line:
-  <variant>=agree:<a>,max_dp:<d>,img_s:<r> ... (agreement over every scored image)
+For each set: top-1 agreement with fp32, max |Δp| over all classes, and batch-16 img/s. Last line, for
+each precision the server may run here, over every scored image:
+  <precision>_top1_agreement=<a> <precision>_max_prob_diff=<d> ...   (e.g. int8_top1_agreement=0.996)
 """
 
 import argparse
@@ -38,18 +40,27 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from serve_bench import make_photos, real_photo_sources, throughput  # noqa: E402
 
-from dogbreed.model import load_artifact  # noqa: E402
+from dogbreed import hardware, quantize  # noqa: E402
+from dogbreed.model import Artifact, load_artifact  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
-from dogbreed.serving import machine  # noqa: E402
-from dogbreed.serving.predictor import DTYPES, prepare_for_inference  # noqa: E402
+from dogbreed.serving.predictor import INPUT_DTYPES, prepare  # noqa: E402
 from local_test.make_sample_data import BREEDS, make_image  # noqa: E402
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # preprocessed batch → probabilities (fp32)
 
 
-def variants(model: torch.nn.Module) -> dict[str, Forward]:
+def served_precisions(artifact: Artifact) -> list[str]:
+    """What the server may run on this host: fp32, bf16 where the CPU lists it, int8 when the gate passed."""
+    refusal = quantize.int8_refusal(artifact)
+    if refusal:
+        print(f"int8 not served: {refusal}")
+    return hardware.serving_candidates("auto", device="cpu", host=hardware.describe(), int8_refusal=refusal)
+
+
+def variants(artifact: Artifact, precisions: list[str]) -> dict[str, Forward]:
     """Each variant as a function of a contiguous fp32 batch; models are prepared once, here."""
-    served = {precision: prepare_for_inference(model, precision, "cpu") for precision in DTYPES}
+    model = artifact.model.eval()
+    served = {precision: prepare(artifact, precision, "cpu") for precision in precisions}
     channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
     def run(net, dtype=torch.float32, layout=torch.channels_last, autocast=False) -> Forward:
@@ -62,7 +73,7 @@ def variants(model: torch.nn.Module) -> dict[str, Forward]:
 
     return {
         "fp32": run(model, layout=torch.contiguous_format),
-        **{f"served_{precision}": run(net, DTYPES[precision]) for precision, net in served.items()},
+        **{f"served_{precision}": run(net, INPUT_DTYPES[precision]) for precision, net in served.items()},
         "bf16_autocast": run(channels_last, autocast=True),
     }
 
@@ -134,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=256, help="real re-cropped photos to score (0: none)")
     parser.add_argument("--seconds", type=float, default=3, help="timed seconds per variant")
     args = parser.parse_args(argv)
-    torch.set_num_threads(machine.usable_cpus())
+    torch.set_num_threads(hardware.usable_cpus())
     artifact = load_artifact(args.model_dir)
     transform = ClassificationPresetEval(config=artifact.preprocess)
     held_out = (
@@ -150,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     sets = {name: torch.stack([transform(decode_rgb(i, config=artifact.preprocess)) for i in images])
             for name, images in image_sets.items()}  # fmt: skip
     print(f"model {args.model_dir}: {len(artifact.class_names)} classes, {artifact.preprocess.image_size} px; "
-          f"{torch.get_num_threads()} threads, bf16 CPU: {machine.describe().cpu_has_bf16}")  # fmt: skip
-    results = score(sets, variants(artifact.model.eval()), args.seconds)
-    print(" ".join(f"{k}=agree:{r['agree']:.4f}/{r['n']},max_dp:{r['max_dp']:.4f},img_s:{r['img_s']:.1f}"
-                   for k, r in results.items()))  # fmt: skip
+          f"{torch.get_num_threads()} threads, bf16 CPU: {hardware.describe().cpu_has_bf16}")  # fmt: skip
+    precisions = served_precisions(artifact)
+    results = score(sets, variants(artifact, precisions), args.seconds)
+    print(f"images scored: {results['fp32']['n']}; reference: eager fp32")
+    print(" ".join(f"{p}_top1_agreement={results[f'served_{p}']['agree']:.4f} "
+                   f"{p}_max_prob_diff={results[f'served_{p}']['max_dp']:.4f}" for p in precisions))  # fmt: skip
     return 0
 
 

@@ -7,9 +7,10 @@ Usage: .venv/bin/python bench/serve_bench.py [--images 256] [--seconds 10] [--co
 On the same ResNet50 (133 classes, 224 px; ImageNet backbone when its weights are cached, else random
 init) and the same JPEG photos (~500x375; real photos shipped with installed packages, re-cropped, or
 your own with --photos), it measures:
-  limit      best in-process forward throughput at batch 16 (no HTTP, no decode) of eager fp32, the
-             server's prepared fp32 / bf16 models, and the bf16 (else fp32) one run as one single-thread
-             stream per CPU on a share of the batch (as the server's streams). The two fastest are
+  limit      best in-process forward throughput at batch 16 (no HTTP, no decode) of eager fp32 and
+             every precision the server can run here (prepared fp32, bf16 where the CPU lists it, the
+             artifact's int8 when its gate passed), each also run as one single-thread stream per CPU on
+             a share of the batch (as the server's streams). The two fastest are
              measured again just before and just after the top concurrency level (server idle), and the
              best of those is the limit: this shared machine's speed drifts by 10-20 % within minutes
   serve      the real launcher (container/bin/serve, as in the image) driven by concurrent keep-alive
@@ -18,6 +19,8 @@ your own with --photos), it measures:
   agreement  the server's answers for every photo vs exact fp32 on the same preprocessing
 and prints, last, one line of ratios:
   serve_vs_limit=… serve_vs_naive=… p50_c1_ms=… p50_c1_vs_decode_forward=… top1_agreement_vs_fp32=… max_prob_diff=…
+  … precision=<what the server chose> (decode + forward are timed in that precision)
+Runs unchanged under ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (an ml.m5.large's oneDNN): children inherit it.
 Clients run on the same machine as the server, so they take some of its CPU: the ratios are conservative.
 """
 
@@ -27,6 +30,7 @@ import http.client
 import io
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,10 +49,11 @@ sys.path[:0] = [str(REPO / "container"), str(REPO)]
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dogbreed import hardware, quantize  # noqa: E402
 from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact  # noqa: E402
 from dogbreed.presets import PreprocessConfig  # noqa: E402
-from dogbreed.serving import codecs, machine  # noqa: E402
-from dogbreed.serving.predictor import DTYPES, Predictor, PredictorConfig, prepare_for_inference  # noqa: E402
+from dogbreed.serving import codecs  # noqa: E402
+from dogbreed.serving.predictor import INPUT_DTYPES, Predictor, PredictorConfig, prepare  # noqa: E402
 
 NUM_CLASSES = 133
 BATCH = 16  # the server's default max batch size
@@ -130,7 +135,18 @@ def make_model_dir(root: Path, photos: list[bytes], seed: int = 0) -> tuple[Path
     names = [f"{i:03d}.breed_{i}" for i in range(1, NUM_CLASSES + 1)]
     save_artifact(root / "model", model, class_names=names, head=HeadConfig(num_classes=NUM_CLASSES),
                   preprocess=preprocess)  # fmt: skip
+    add_int8(root / "model", model, batch)
     return root / "model", backbone
+
+
+def add_int8(model_dir: Path, model: torch.nn.Module, batch: torch.Tensor) -> None:
+    """The stand-in's int8 variant as `train` makes one, gated on the photos against fp32's own answers
+    (no labels here: accuracy = agreement); an untrained model's near-ties may fail the gate."""
+    int8 = quantize.quantize(model, batch.split(16))
+    with torch.inference_mode():
+        labels = model(batch).argmax(1)
+    gate = quantize.compare(model, int8, list(zip(batch.split(16), labels.split(16), strict=True)))
+    quantize.save_int8(model_dir, int8 if gate["passed"] else None, gate)
 
 
 def _photo_batch(photos: list[bytes], config: PreprocessConfig) -> torch.Tensor:
@@ -180,20 +196,19 @@ def limit_models(model_dir: Path, batch_size: int) -> dict[str, tuple[torch.nn.M
     single-thread streams."""
     from dogbreed.model import load_artifact
 
-    torch.set_num_threads(machine.usable_cpus())
-    model = load_artifact(model_dir).model.eval()
-    x = torch.randn(batch_size, 3, 224, 224)
-    models = {"eager_fp32": (model, x)}
-    precisions = ["fp32", "bf16"] if machine.describe().cpu_has_bf16 else ["fp32"]
-    for precision in precisions:
-        served = prepare_for_inference(model, precision, "cpu")
-        models[f"served_{precision}"] = (served, x.to(DTYPES[precision]).contiguous(memory_format=torch.channels_last))
-    if machine.usable_cpus() > 1:
-        served, batch = models[f"served_{precisions[-1]}"]
-        models[f"served_{precisions[-1]}_{machine.usable_cpus()}x1thread"] = (
-            SingleThreadStreams(served, machine.usable_cpus()),
-            batch,
-        )
+    cpus = hardware.usable_cpus()
+    torch.set_num_threads(cpus)
+    artifact = load_artifact(model_dir)
+    x = torch.randn(batch_size, 3, artifact.preprocess.image_size, artifact.preprocess.image_size)
+    models = {"eager_fp32": (artifact.model.eval(), x)}
+    refusal = quantize.int8_refusal(artifact)
+    host = hardware.describe()
+    for precision in hardware.serving_candidates("auto", device="cpu", host=host, int8_refusal=refusal):
+        served = prepare(artifact, precision, "cpu")
+        batch = x.to(INPUT_DTYPES[precision]).contiguous(memory_format=torch.channels_last)
+        models[f"served_{precision}"] = (served, batch)
+        if cpus > 1:
+            models[f"served_{precision}_{cpus}x1thread"] = (SingleThreadStreams(served, cpus), batch)
     return models
 
 
@@ -204,7 +219,7 @@ def forward_rate(model: torch.nn.Module, batch: torch.Tensor, seconds: float = 4
 
 def decode_and_single_forward_ms(model_dir: Path, photos: list[bytes], precision: str) -> tuple[float, float, str]:
     """Median decode+preprocess of one photo, and median batch-1 forward, on the server's own path."""
-    predictor = Predictor.load(model_dir, PredictorConfig(precision=precision, torch_threads=machine.usable_cpus()))
+    predictor = Predictor.load(model_dir, PredictorConfig(precision=precision, torch_threads=hardware.usable_cpus()))
     limits = codecs.DecodeLimits(max_pixels=40_000_000)
     decode = []
     for body in photos[:64]:
@@ -348,6 +363,15 @@ def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
         return [drive(port, photos, c, seconds) for c in levels]
 
 
+def served_precision(log: Path) -> str:
+    """The precision the server's (first) worker chose, from its start-up line."""
+    found = re.search(r"predictor ready in [0-9.]+ s: \d+ classes, \w+ (\w+) \((.*?)\), input", log.read_text())
+    if not found:
+        raise SystemExit(f"no 'predictor ready' line in the server log {log}")
+    print(f"server   chose {found[1]}: {found[2]}")
+    return found[1]
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -378,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             backbone = "given artifact"
         else:
             _, backbone = make_model_dir(base, photos)
-        host = machine.describe()
+        host = hardware.describe()
         classes = len(json.loads((base / "model" / "model_config.json").read_text())["class_names"])
         size_kib = statistics.median(map(len, photos)) / 1024
         print(f"machine: {host.cpus} cores, {host.memory_bytes / 1024**3:.0f} GiB, bf16 CPU: {host.cpu_has_bf16}, "
@@ -393,16 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         def probe_limit() -> float:
             return max(forward_rate(*models[name]) for name in fastest)
 
-        decode_ms, forward_ms, precision = decode_and_single_forward_ms(
-            base / "model",
-            photos,
-            extra_env.get("DOGBREED_PRECISION", "auto"),  # the server's default
-        )
-        print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
         reference = fp32_reference(base / "model", photos)
-
         serve, probes, answers = serve_runs(base, photos, levels, args.seconds, extra_env, probe_limit=probe_limit)
         _table("serve", serve)
+        precision = served_precision(base / "serve.log")
+        decode_ms, forward_ms, _ = decode_and_single_forward_ms(base / "model", photos, precision)
+        print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
         limit = max(probes)  # the higher, so the ratio errs against the server
         print(f"limit    best of {' and '.join(fastest)} just before / after c{levels[-1]}: "
               f"{probes[0]:.1f} / {probes[1]:.1f} img/s")  # fmt: skip
@@ -426,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_prob_diff": f"{max_diff:.4f}",
         f"serve_c{best['concurrency']}_img_s": f"{best['img_s']:.1f}",
         "limit_img_s": f"{limit:.1f}",
+        "precision": precision,
     }
     print(" ".join(f"{k}={v}" for k, v in ratios.items()))
     return 0

@@ -31,8 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "container")]
 import torch  # noqa: E402
 
 from dogbreed import data, train  # noqa: E402
-from dogbreed.distributed import choose_threads  # noqa: E402
 from dogbreed.engine import extract_features  # noqa: E402
+from dogbreed.hardware import choose_threads, cpu_runs_bf16  # noqa: E402
 from dogbreed.model import HeadConfig, build_model  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, PreprocessConfig  # noqa: E402
 from local_test.make_sample_data import make_dataset  # noqa: E402
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         total, per_epoch = sum(counts.values()), counts["train"] + counts["valid"]
         print(
             f"data: {counts} JPEGs of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, image_size={args.image_size}, "
-            f"{torch.get_num_threads()} threads, bf16 native: {torch.cpu._is_avx512_bf16_supported()}"
+            f"{torch.get_num_threads()} threads, bf16 native: {cpu_runs_bf16()}"
         )
         passes = {precision: one_pass(dataset, args, precision) for precision in ("fp32", "auto")}
         for precision, seconds in passes.items():

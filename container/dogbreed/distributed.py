@@ -83,16 +83,6 @@ def master_address(env: TrainingEnv) -> tuple[str, int]:
     return env.master_addr or default, env.master_port or DEFAULT_PORT
 
 
-def available_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def choose_threads(requested: int, processes: int = 1) -> int:
-    """Intra-op threads: as asked, else this host's cores shared by its training processes (no oversubscription)."""
-    return requested or max(1, available_cores() // processes)
-
-
 def local_processes(requested: int, cuda_devices: int, cores: int) -> int:
     """Training processes on this host: as asked, else (0) one per CUDA device; at most one per device or core."""
     if requested == 0:

@@ -10,6 +10,8 @@ from torch import nn
 from torch.nn import functional
 from torch.utils.data import DataLoader, TensorDataset
 
+from .hardware import feature_autocast, training_autocast
+
 
 class Interrupted(Exception):
     """A stop was requested (SIGTERM); raised between batches so the caller can checkpoint."""
@@ -69,10 +71,7 @@ class Loop:
     steps_done: int = 0  # training steps of the job so far (set on resume), counted over every batch
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed precision on CUDA; full precision on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return training_autocast(self.device)
 
     def train_epoch(self, loader: DataLoader, on_step: Callable[[], None] | None = None) -> EpochResult:
         """One pass over loader; checks for a stop request before every batch."""
@@ -153,18 +152,6 @@ def backbone(model: nn.Module) -> nn.Module:
     return nn.Sequential(*list(model.children())[:-1], nn.Flatten(1))
 
 
-def feature_precision(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """The frozen backbone's forward pass: fp16 on CUDA, bf16 on CPUs with native bf16 (AVX-512-BF16, AMX),
-    else (or with precision="fp32") full precision. Only features are computed this way; the head trains in fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
@@ -183,7 +170,7 @@ def extract_features(
             if batch is None:
                 continue
             inputs, targets = batch
-            with feature_precision(device, precision):
+            with feature_autocast(device, precision):
                 chunks.append(features(inputs.to(device, memory_format=torch.channels_last)).float().cpu())
             labels.append(targets)
     finally:

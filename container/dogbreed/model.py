@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURE = "resnet50"
 WEIGHTS_FILE = "model.pt"
+INT8_WEIGHTS_FILE = "model_int8.pt"  # written by dogbreed.quantize
 CONFIG_FILE = "model_config.json"
 BACKBONE_FEATURES = 2048
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
@@ -80,6 +81,8 @@ class Artifact:
     head: HeadConfig
     preprocess: PreprocessConfig
     metrics: dict = field(default_factory=dict)
+    int8: dict = field(default_factory=dict)  # the int8 accuracy gate (dogbreed.quantize); {}: no int8 variant
+    int8_state: dict | None = None  # the int8 model's tensors, when the gate passed
 
 
 def save_artifact(
@@ -104,6 +107,26 @@ def save_artifact(
     with writing(model_dir, "the model"):
         write_atomically(model_dir / WEIGHTS_FILE, torch_bytes(state))
         write_atomically(model_dir / CONFIG_FILE, json.dumps(config, indent=2).encode())
+
+
+def record_in_config(model_dir: Path, key: str, value: dict) -> None:
+    """Add one section to an artifact's model_config.json."""
+    path = model_dir / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config[key] = value
+    path.write_text(json.dumps(config, indent=2))
+
+
+def _int8_state(model_dir: Path, gate: dict) -> dict | None:
+    """The int8 tensors when the gate passed (weights_only: tensors, never code); None if absent or unreadable."""
+    path = model_dir / INT8_WEIGHTS_FILE
+    if not gate.get("passed") or not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a broken optional file: serve fp32, say why
+        log.warning("int8 weights %s cannot be loaded (%s): int8 will not be served", path, exc)
+        return None
 
 
 def load_artifact(model_dir: Path) -> Artifact:
@@ -131,4 +154,5 @@ def load_artifact(model_dir: Path) -> Artifact:
     except Exception as exc:  # corrupt file, unsafe pickle, shape mismatch
         raise ArtifactError(f"model weights {weights_path} cannot be loaded: {exc}") from exc
     model.eval()
-    return Artifact(model, class_names, head, preprocess, config.get("metrics", {}))
+    gate = config.get("int8") or {}
+    return Artifact(model, class_names, head, preprocess, config.get("metrics", {}), gate, _int8_state(model_dir, gate))

@@ -12,10 +12,10 @@ Environment (SageMaker's names first, then ours):
   SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 60)
   SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (default 6)
   SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS  batch transform
-  DOGBREED_PRECISION                  auto (default: bf16 where the hardware runs it natively, else
-                                      fp32) | bf16 (~2.5x fp32 on CPUs with AVX-512-BF16/AMX) | fp32
-                                      (fp32 answers). Both fold batch norm and run channels_last;
-                                      agreement figures: dogbreed.serving.predictor.
+  DOGBREED_PRECISION                  auto (default: the fastest of fp32 / bf16 / int8 that this host
+                                      runs and the model's int8 gate allows, timed at start-up) | fp32
+                                      (fp32 answers) | bf16 | int8 (the artifact's gated int8 model;
+                                      fp32 if it has none). See dogbreed.hardware, dogbreed.quantize.
   DOGBREED_MAX_BATCH_SIZE             images per forward pass in dynamic batching (default 16)
   DOGBREED_MAX_BATCH_DELAY_MS         longest wait for callers being decoded or coming back (default 20)
   DOGBREED_TORCH_THREADS              compute threads per worker (default cores // workers)
@@ -43,8 +43,9 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from . import hardware
 from .errors import ArtifactError, UserError
-from .serving import front, machine
+from .serving import front
 from .sm_env import ServingEnv
 
 log = logging.getLogger("dogbreed.serve")
@@ -63,7 +64,7 @@ class ServerPlan:
     http_threads: int  # per worker; concurrent requests that can share a batch
 
 
-def plan_server(env: ServingEnv, host: machine.Machine) -> ServerPlan:
+def plan_server(env: ServingEnv, host: hardware.Machine) -> ServerPlan:
     """Size the server for the host: never one model copy per vCPU, never more compute threads than cores."""
     if env.workers:
         workers = env.workers
@@ -171,7 +172,7 @@ def main() -> int:
     except UserError as exc:
         log.error("cannot start the model server: %s", exc)
         return 1
-    host = machine.describe()
+    host = hardware.describe()
     plan = plan_server(env, host)
     log.info(
         "serving %s on port %d: %d worker(s) x %d torch threads in %d stream(s), %d request threads each "

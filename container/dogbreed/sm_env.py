@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .hardware import SERVING_PRECISIONS
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -156,7 +157,6 @@ def _int_env(environ: Mapping[str, str], key: str, default: int | None, *, minim
     return value
 
 
-SERVING_PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: beyond any photo that fits a 6 MB request
 # All images of one request: 2.5 x the largest image, about two seconds of decoding on one core; a 6 MB body of
 # ordinary photos (256 of 500x375, or sixty 1024x768 JPEGs) holds about 50 MP.
@@ -176,7 +176,7 @@ class ServingEnv:
     batch_strategy: str = "MULTI_RECORD"
     max_concurrent_transforms: int = 1
     # Our own serving knobs (DOGBREED_*), documented in dogbreed.serve.
-    precision: str = "auto"  # auto: bf16 where native, else fp32; bf16: AVX-512-BF16/AMX or GPU; fp32
+    precision: str = "auto"  # auto | fp32 | bf16 | int8; auto: the fastest timed at start-up (dogbreed.hardware)
     max_batch_size: int = 16  # dynamic batching: most images per forward pass
     max_batch_delay_ms: int = 20  # how long a batch waits for callers being decoded or coming back
     torch_threads: int | None = None  # per worker; None: cores // workers

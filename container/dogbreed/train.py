@@ -14,13 +14,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from . import data, metrics, reporting, selection
+from . import data, metrics, quantize, reporting, selection
 from .checkpoint import Best, Checkpoint, load_best, load_latest, save_best, save_checkpoint, stop_on_sigterm
 from .debugger import NullHook, create_hook, profiled_steps
-from .distributed import ONE_PROCESS, Cluster, Local, available_cores, choose_threads, cluster, local_processes
+from .distributed import ONE_PROCESS, Cluster, Local, cluster, local_processes
 from .engine import Interrupted, Loop, SmoothedCrossEntropyLoss, cosine_with_warmup, extract_features
 from .errors import UserError
 from .files import check_writable, describe
+from .hardware import choose_threads, usable_cpus
 from .hyperparams import Hyperparameters
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
@@ -58,7 +59,7 @@ def launch(environ: Mapping[str, str]) -> None:
     hps = Hyperparameters.from_strings(env.hyperparameters)
     log.info("hyperparameters: %s", hps.as_dict())
     check_outputs(env)
-    processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), available_cores())
+    processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), usable_cpus())
     if processes == 1:
         run(env, hps)
         return
@@ -248,6 +249,7 @@ class Job:
                 preprocess=self.preprocess,
                 metrics=final,
             )
+            quantize.write_int8(self.env.paths.model_dir, self.model, splits, self.preprocess, self.hps.seed)
             reporting.write_reports(self.env.paths.output_data_dir, history, final, self.class_names, confusion)
             log.info("model written to %s (epoch %d, by %s)", self.env.paths.model_dir, best.epoch, self.hps.select_by)
 

@@ -9,12 +9,13 @@ from serving_fixtures import CLASS_NAMES, IMAGE_SIZE
 from serving_requests import encode, jpeg, photo
 
 from dogbreed.errors import ServingError
+from dogbreed.hardware import Machine
 from dogbreed.model import Artifact, HeadConfig
 from dogbreed.presets import PreprocessConfig, decode_rgb
+from dogbreed.quantize import judge, quantize
 from dogbreed.serve import plan_server
 from dogbreed.serving import codecs
-from dogbreed.serving.machine import Machine
-from dogbreed.serving.predictor import Predictor, PredictorConfig, resolve_precision
+from dogbreed.serving.predictor import Predictor, PredictorConfig
 from dogbreed.sm_env import ServingEnv
 
 LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
@@ -124,12 +125,51 @@ def test_npy_arrays_match_the_same_pixels_as_png(fp32):
     np.testing.assert_allclose(from_array, from_png, atol=1e-6)
 
 
-def test_resolve_precision():
-    assert resolve_precision("auto", device="cpu", cpu_has_bf16=False) == "fp32"
-    assert resolve_precision("fp32", device="cpu", cpu_has_bf16=True) == "fp32"
-    assert resolve_precision("bf16", device="cpu", cpu_has_bf16=False) == "bf16"
-    with pytest.raises(ValueError, match="auto, fp32 or bf16"):
-        resolve_precision("int8", device="cpu", cpu_has_bf16=True)
+def int8_artifact(gate_passed: bool) -> Artifact:
+    """The test artifact with an int8 variant calibrated on a few generated images, and a gate record."""
+    plain = artifact()
+    calibration = fp32_preprocess(images(8))
+    state = quantize(plain.model, [calibration]).state_dict()
+    gate = judge({"top1_agreement": 1.0 if gate_passed else 0.5, "fp32_acc": 0.9, "int8_acc": 0.9, "max_prob_diff": 0})
+    return Artifact(plain.model, plain.class_names, plain.head, plain.preprocess, {}, gate, state)
+
+
+def fp32_preprocess(sample):
+    predictor = Predictor(artifact(), PredictorConfig(precision="fp32"))
+    try:
+        return predictor.preprocess(sample)
+    finally:
+        predictor.close()
+
+
+def test_int8_serves_the_artifacts_int8_model(fp32):
+    int8 = Predictor(int8_artifact(gate_passed=True), PredictorConfig(precision="int8", max_batch_size=4))
+    try:
+        sample = images(6)
+        probabilities = int8.predict(sample)
+    finally:
+        int8.close()
+    assert int8.precision == "int8"
+    assert probabilities.shape == (6, len(CLASS_NAMES))
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert np.abs(probabilities - fp32.predict(sample)).max() < 0.2  # random init; bench measures a trained model
+
+
+@pytest.mark.parametrize("requested", ["int8", "auto"])
+def test_a_model_that_failed_its_gate_is_never_served_int8(requested, caplog):
+    predictor = Predictor(int8_artifact(gate_passed=False), PredictorConfig(precision=requested))
+    predictor.close()
+    assert predictor.precision != "int8"
+    assert "failed the accuracy gate" in predictor.choice.reason
+    assert "int8 will not be served: it failed the accuracy gate" in caplog.text
+
+
+def test_auto_times_the_candidates_and_logs_its_choice(caplog):
+    caplog.set_level("INFO")
+    predictor = Predictor(int8_artifact(gate_passed=True), PredictorConfig(precision="auto"))
+    predictor.close()
+    assert predictor.precision in ("fp32", "bf16", "int8")
+    assert "fastest measured here" in caplog.text and f"cpu {predictor.precision} (" in caplog.text
 
 
 def test_jpeg_draft_decodes_large_photos_at_reduced_scale():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from train_support import REPO, run_train, write_tree
 
+from dogbreed import data, quantize
 from dogbreed.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 from dogbreed.model import load_artifact
 from dogbreed.presets import ClassificationPresetEval
@@ -133,3 +134,33 @@ def test_artifact_reloads_in_a_fresh_process_with_the_same_predictions(trained):
     assert json.loads(fresh.stdout) == here
     truth = [p.parent.name for p in images]
     assert sum(a == b for a, b in zip(here, truth, strict=True)) / len(truth) >= 0.8
+
+
+def test_train_writes_an_int8_variant_gated_on_the_validation_split(trained):
+    base, log = trained
+    gate = json.loads((base / "model" / "model_config.json").read_text())["int8"]
+    assert gate["images"] == len(list((base / "input" / "data" / "validation").rglob("*.jpg")))
+    # This 32 px model's near-ties may flip (1 of 16 did): what matters is that the verdict follows the bar.
+    assert gate["passed"] == (gate["top1_agreement"] >= 0.99 and gate["accuracy_drop"] <= 0.01), gate
+    line = re.search(
+        r"int8 top1_agreement=([0-9.]+) accuracy_drop=(-?[0-9.]+) max_prob_diff=([0-9.]+) gate_passed=(\S+)", log
+    )
+    assert line and float(line[1]) == pytest.approx(gate["top1_agreement"], abs=1e-4)
+    assert float(line[4]) == float(gate["passed"])
+    artifact = load_artifact(base / "model")  # int8 tensors read with weights_only=True, only for a passing model
+    assert (artifact.int8_state is not None) == gate["passed"] == (base / "model" / "model_int8.pt").is_file()
+
+
+def test_deliberately_broken_calibration_fails_the_gate(trained):
+    base, _ = trained
+    artifact = load_artifact(base / "model")
+    splits = data.load_splits(
+        data.find_splits({"validation": base / "input/data/validation", "train": base / "input/data/train"})
+    )
+    valid = data.make_loader(splits.valid.with_transform(ClassificationPresetEval(config=artifact.preprocess)),
+                             batch_size=16, train=False, num_workers=0, seed=0, shard=None)  # fmt: skip
+    # Calibrating on blank images collapses every activation range: int8 saturates and answers the same class.
+    broken = quantize.quantize(artifact.model, [torch.zeros(8, 3, 32, 32)])
+    gate = quantize.compare(artifact.model, broken, valid)
+    assert not gate["passed"] and "top-1 agreement" in gate["reason"], gate
+    assert gate["top1_agreement"] < 0.99

@@ -10,11 +10,12 @@ from loopback import free_port
 from train_support import wait_for
 
 from dogbreed import train
-from dogbreed.distributed import available_cores, local_processes
+from dogbreed.distributed import local_processes
 from dogbreed.errors import UserError
+from dogbreed.hardware import usable_cpus
 
 TWO = {"processes_per_host": "2"}
-needs_two_cores = pytest.mark.skipif(available_cores() < 2, reason="processes_per_host=2 needs 2 cores on CPU")
+needs_two_cores = pytest.mark.skipif(usable_cpus() < 2, reason="processes_per_host=2 needs 2 cores on CPU")
 
 
 def failure(base) -> str:
@@ -37,7 +38,7 @@ def test_more_processes_than_devices_is_refused(requested, gpus, cores, limit):
         local_processes(requested, gpus, cores)
 
 
-@pytest.mark.parametrize("value", ["-1", "two", str(available_cores() + 1)])
+@pytest.mark.parametrize("value", ["-1", "two", str(usable_cpus() + 1)])
 def test_bad_processes_per_host_fails_naming_the_key(sm_tree, value):
     base = sm_tree({"processes_per_host": value})
     assert train.main({"SAGEMAKER_BASE_DIR": str(base)}) == train.EXIT_USER_ERROR

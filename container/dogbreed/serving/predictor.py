@@ -4,21 +4,13 @@ Never imports Flask: images in, an N x C array of class probabilities out. A req
 image is a ServingError (400). Forward passes run only on the dynamic batcher's stream threads, so
 concurrent requests share them and one set of compute threads serves the worker.
 
-Precision, chosen at start-up: "fp32" or "bf16" ("auto": bf16 where the hardware runs it natively).
-Either way the model is prepared once (prepare_for_inference): batch norm folded into the convolutions
-(torch.fx), channels_last; "bf16" then casts the folded weights to bf16, which computes the same as
-bf16 autocast on the folded model without re-casting every weight on every forward. Figures from
-bench/precision_bench.py, on a ResNet50 trained by `train` (224 px, 6 generated classes, 4 epochs from
-random init, test_acc 0.83): top-1 agreement / max |p - p_fp32| over all classes vs the eager fp32 model,
-and batch-16 img/s on 2 AVX-512-BF16 cores:
-  variant                      240 held-out images   256 held-out re-crops   240 two-class blends   img/s
-  fp32 eager (reference)       1.000 / 0             1.000 / 0               1.000 / 0              16-20
-  served fp32 (folded, NHWC)   1.000 / <0.0001       1.000 / <0.0001         1.000 / <0.0001        26-31
-  served bf16 (folded, bf16)   1.000 / 0.0116        0.996 / 0.0317          1.000 / 0.0338         59-78
-  bf16 autocast, unfolded      1.000 / 0.0130        1.000 / 0.0325          1.000 / 0.0228         44-66
-The served bf16 meets issue 6's bar on held-out images (>= 99 % top-1, probabilities within 0.02); on
-harder inputs (partial views, blends near the decision boundary) one or two images in a hundred drift past
-0.02, as with autocast. DOGBREED_PRECISION=fp32 gives fp32 answers (to fp32 rounding).
+Precision (DOGBREED_PRECISION, read by ServingEnv): fp32, bf16, int8, or auto, which times a ResNet block in
+each candidate precision this host runs and the artifact allows, and keeps the fastest (dogbreed.hardware).
+fp32 and bf16 models are prepared once (prepare_for_inference): batch norm folded into the convolutions
+(torch.fx), channels_last; "bf16" then casts the folded weights to bf16, which computes the same as bf16
+autocast on the folded model without re-casting every weight on every forward. "int8" is the artifact's
+post-training static int8 model (dogbreed.quantize), served only when it passed its accuracy gate.
+Agreement with eager fp32 and speed of each: bench/precision_bench.py, README "Benchmarks".
 """
 
 import logging
@@ -34,20 +26,22 @@ import torch
 from PIL import Image
 from torch.fx.experimental.optimization import fuse
 
+from .. import hardware, quantize
 from ..errors import PayloadTooLarge, ServingError
 from ..model import Artifact, load_artifact
 from ..presets import ClassificationPresetEval, decode_rgb
-from . import machine
 from .batching import DynamicBatcher
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the folded model's dtype
+INPUT_DTYPES = {**DTYPES, "int8": torch.float32}  # what each served model takes (int8 quantizes inside)
+GPU_INT8 = "int8 kernels run on the CPU and this host serves on its GPU"
 
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    precision: str = "fp32"  # fp32 | bf16 | auto; the server passes ServingEnv's (default auto)
+    precision: str = "fp32"  # fp32 | bf16 | int8 | auto; the server passes ServingEnv's (default auto)
     max_batch_size: int = 16
     max_batch_delay_ms: float = 20
     torch_threads: int | None = None  # compute threads of this process; None: torch's default
@@ -56,19 +50,16 @@ class PredictorConfig:
     jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
 
 
-def resolve_precision(requested: str, *, device: str, cpu_has_bf16: bool) -> str:
-    if requested not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision {requested!r}: expected auto, fp32 or bf16")
-    if requested != "auto":
-        return requested
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16 and torch.backends.mkldnn.is_available() else "fp32"
-
-
 def prepare_for_inference(model: torch.nn.Module, precision: str, device: str) -> torch.nn.Module:
     """A copy of the eval model with batch norm folded into the convolutions, channels_last, in fp32 or bf16."""
     return fuse(model.eval()).to(device, dtype=DTYPES[precision], memory_format=torch.channels_last)
+
+
+def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
+    """The served model in a precision: folded fp32/bf16, or the artifact's int8 model (CPU)."""
+    if precision == "int8":
+        return quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
+    return prepare_for_inference(artifact.model, precision, device)
 
 
 def _set_threads(count: int | None) -> None:
@@ -82,7 +73,7 @@ def _set_threads(count: int | None) -> None:
 class Predictor:
     """Thread-safe: call predict() from any number of request threads."""
 
-    def __init__(self, artifact: Artifact, config: PredictorConfig = PredictorConfig(), *, cpu_has_bf16=None):
+    def __init__(self, artifact: Artifact, config: PredictorConfig = PredictorConfig(), *, host=None):
         started = time.perf_counter()
         _set_threads(config.torch_threads)
         self.config = config
@@ -90,11 +81,9 @@ class Predictor:
         self.preprocess_config = artifact.preprocess
         self._transform = ClassificationPresetEval(config=artifact.preprocess)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if cpu_has_bf16 is None:
-            cpu_has_bf16 = machine.describe().cpu_has_bf16
-        self.precision = resolve_precision(config.precision, device=self.device, cpu_has_bf16=cpu_has_bf16)
-        self._model = prepare_for_inference(artifact.model, self.precision, self.device)
-        self._dtype = DTYPES[self.precision]
+        self.choice, self._model = self._choose_model(artifact, host or hardware.describe())
+        self.precision = self.choice.precision
+        self._dtype = INPUT_DTYPES[self.precision]
         self._threads = config.torch_threads or torch.get_num_threads()
         self._batcher = DynamicBatcher(
             self._run_batch,
@@ -105,10 +94,21 @@ class Predictor:
         )
         self._warm_up()
         log.info(
-            "predictor ready in %.1f s: %d classes, %s %s, input %d px, batch ≤ %d, %d torch threads, %d stream(s)",
-            time.perf_counter() - started, len(self.class_names), self.device, self.precision,
-            self.preprocess_config.image_size, config.max_batch_size, self._threads, config.streams,
+            "predictor ready in %.1f s: %d classes, %s %s (%s), input %d px, batch ≤ %d, %d torch threads, "
+            "%d stream(s)", time.perf_counter() - started, len(self.class_names), self.device, self.precision,
+            self.choice.reason, self.preprocess_config.image_size, config.max_batch_size, self._threads, config.streams,
         )  # fmt: skip
+
+    def _choose_model(
+        self, artifact: Artifact, host: hardware.Machine
+    ) -> tuple[hardware.PrecisionChoice, torch.nn.Module]:
+        """The requested precision, or under auto the fastest one measured here; the model prepared in it."""
+        refusal = quantize.int8_refusal(artifact) if self.device == "cpu" else GPU_INT8
+        if refusal and artifact.int8:
+            log.warning("int8 will not be served: %s", refusal)
+        names = hardware.serving_candidates(self.config.precision, device=self.device, host=host, int8_refusal=refusal)
+        choice = hardware.choose_precision(self.config.precision, names, int8_refusal=refusal)
+        return choice, prepare(artifact, choice.precision, self.device)
 
     @classmethod
     def load(cls, model_dir: Path, config: PredictorConfig = PredictorConfig()) -> "Predictor":

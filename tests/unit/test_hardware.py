@@ -1,0 +1,55 @@
+"""dogbreed.hardware: the oneDNN cap, serving's candidate precisions and the timed choice among them."""
+
+import time
+
+import pytest
+
+from dogbreed.hardware import Machine, choose_precision, onednn_caps_bf16, serving_candidates
+
+BF16_HOST = Machine(cpus=2, memory_bytes=8 << 30, gpus=0, cpu_flags=frozenset({"avx512f", "avx512_bf16"}))
+AVX2_HOST = Machine(cpus=2, memory_bytes=8 << 30, gpus=0, cpu_flags=frozenset({"avx2"}))
+
+
+@pytest.mark.parametrize(
+    ("cap", "capped"),
+    [("AVX512_CORE_VNNI", True), ("avx512_core", True), ("AVX2", True), ("AVX512_CORE_BF16", False),
+     ("AVX512_CORE_AMX", False), ("", False), ("DEFAULT", False)],
+)  # fmt: skip
+def test_onednn_cap_below_bf16_is_recognised(cap, capped):
+    assert onednn_caps_bf16({"ONEDNN_MAX_CPU_ISA": cap}) is capped
+
+
+def test_auto_times_every_precision_the_cpu_and_the_gate_allow():
+    assert serving_candidates("auto", device="cpu", host=BF16_HOST, int8_refusal=None) == ["fp32", "bf16", "int8"]
+    assert serving_candidates("auto", device="cpu", host=AVX2_HOST, int8_refusal=None) == ["fp32", "int8"]
+    assert serving_candidates("auto", device="cpu", host=BF16_HOST, int8_refusal="gate failed") == ["fp32", "bf16"]
+
+
+def test_a_requested_precision_is_served_unless_int8_is_refused():
+    assert serving_candidates("bf16", device="cpu", host=AVX2_HOST, int8_refusal=None) == ["bf16"]
+    assert serving_candidates("int8", device="cpu", host=AVX2_HOST, int8_refusal=None) == ["int8"]
+    assert serving_candidates("int8", device="cpu", host=AVX2_HOST, int8_refusal="gate failed") == ["fp32"]
+    with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
+        serving_candidates("fp16", device="cpu", host=AVX2_HOST, int8_refusal=None)
+
+
+def sleeping(seconds: dict[str, float]):
+    return lambda names: {name: (lambda s=seconds[name]: time.sleep(s)) for name in names}
+
+
+def test_auto_keeps_the_fastest_measured_and_says_why():
+    probes = sleeping({"fp32": 0.03, "bf16": 0.09, "int8": 0.01})
+    choice = choose_precision("auto", ["fp32", "bf16", "int8"], int8_refusal=None, probes=probes)
+    assert choice.precision == "int8"
+    assert "fastest measured here" in choice.reason and choice.reason.index("int8") < choice.reason.index("bf16")
+
+
+def test_the_real_probes_time_each_candidate():
+    choice = choose_precision("auto", ["fp32", "int8"], int8_refusal=None)
+    assert choice.precision in ("fp32", "int8") and "fp32 1.00x" in choice.reason
+
+
+def test_a_refused_int8_request_says_why_in_the_reason():
+    choice = choose_precision("int8", ["fp32"], int8_refusal="it failed the accuracy gate")
+    assert choice.precision == "fp32"
+    assert "int8 requested" in choice.reason and "failed the accuracy gate" in choice.reason
