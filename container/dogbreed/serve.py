@@ -241,7 +241,7 @@ def model_server(run_dir: Path) -> int:
     """gunicorn's master on the Unix socket in run_dir that nginx forwards to (main validated the environment)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     env = ServingEnv.from_environ()
-    plan = plan_server(env, machine.describe())
+    plan = plan_server(env, hardware.describe())
     _import_model_stack()
     GunicornServer(gunicorn_options(env, plan, run_dir), lambda: load_wsgi_app(env, plan)).run()
     return 0
