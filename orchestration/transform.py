@@ -20,7 +20,7 @@ from sagemaker.model import Model
 
 from .config import Settings
 from .endpoint import ACCEPT_LABELLED
-from .errors import OrchestrationError
+from .errors import OrchestrationError, UsageError
 from .waiting import Watched, wait_for
 
 CONTENT_TYPE = "application/x-image"
@@ -28,8 +28,24 @@ STRATEGY = "SingleRecord"  # one image per request: images are binary files, not
 MAX_PAYLOAD_MB = 6
 
 
+def check_local_input(folder: Path) -> None:
+    """The SDK's local batch transform labels only the files directly in the folder: say so before it labels none."""
+    if not folder.is_dir():
+        raise UsageError(f"--transform-input: {folder} is not a directory")
+    if any(path.is_file() for path in folder.iterdir()):
+        return
+    nested = next((path for path in folder.rglob("*") if path.is_file()), None)
+    where = f"; its files are in subfolders such as {nested.parent}" if nested else ""
+    raise UsageError(
+        f"--transform-input: {folder} holds no files: SageMaker's local mode labels only the files directly in the "
+        f"folder, not in subfolders{where}"
+    )
+
+
 def start(settings: Settings, session: sagemaker.Session, model_data: str, name: str) -> str:
     """Create the model and the transform job (waits in local mode, which runs it in-process); the output URI."""
+    if settings.local:
+        check_local_input(Path(urlparse(settings.transform_input).path))
     model = Model(
         image_uri=settings.image_uri, model_data=model_data, role=settings.role_arn, name=name,
         sagemaker_session=session,

@@ -53,14 +53,18 @@ def test_all_local_trains_reports_deploys_predicts_and_cleans_up(image: str, tmp
     assert not list((tmp_path / "orchestrate-runs").glob("sdk-local-*"))
 
     # Batch transform with the model `all` trained (state.json remembers the job): one labelled row per image.
+    folder = tmp_path / "to-label"  # local mode reads the files directly in the folder
+    folder.mkdir()
+    for path in (data / "test").glob("*/*.jpg"):
+        (folder / f"{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
     transformed = subprocess.run(
         [sys.executable, str(ROOT / "orchestrate.py"), "transform", "--local", "--image-uri", image,
-         "--transform-input", str(data / "test")],
+         "--transform-input", str(folder)],
         cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert transformed.returncode == 0, transformed.stdout[-3000:] + transformed.stderr[-3000:]
-    images = sorted(str(p.relative_to(data / "test")) for p in (data / "test").glob("*/*.jpg"))
+    images = sorted(p.name for p in folder.glob("*.jpg"))
     labelled = re.findall(r"^(\S+\.jpg)\s+(.+?)\s+([01]\.\d{3})$", transformed.stdout, re.MULTILINE)
     assert [image for image, _, _ in labelled] == images
     (table,) = (tmp_path / "orchestrate-runs").glob("dogbreed-tf-*/predictions.csv")

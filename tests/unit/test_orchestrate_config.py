@@ -138,3 +138,14 @@ def test_missing_input_is_one_line(aws: MotoServer, capsys):
         "(give it as a flag or in --config)\n",
     )
     assert aws.recorded() == []
+
+
+def test_local_transform_of_a_folder_of_subfolders_says_local_mode_reads_only_its_files(tmp_path):
+    from orchestration.transform import check_local_input
+
+    (tmp_path / "001.Affenpinscher").mkdir()
+    (tmp_path / "001.Affenpinscher" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"labels only the files directly in the folder.*001\.Affenpinscher"):
+        check_local_input(tmp_path)
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    check_local_input(tmp_path)
