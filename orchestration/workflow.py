@@ -215,9 +215,10 @@ def transform_step(run: Run) -> None:
     run.started.pop(f"transform job {name}")
     run.session.sagemaker_client.delete_model(ModelName=name)  # created for this job only
     rows = transform.results(run.session, output)
-    run.say(f"{'image':<40} {'predicted breed':<32} probability")
+    width = max(len("image"), *(len(row["image"]) for row in rows))  # full names: they are the files' keys
+    run.say(f"{'image':<{width}}  {'predicted breed':<28} probability")
     for row in rows:
-        run.say(f"{row['image'][:40]:<40} {row['breed'][:32]:<32} {float(row['probability']):.3f}")
+        run.say(f"{row['image']:<{width}}  {row['breed'][:28]:<28} {float(row['probability']):.3f}")
     table = settings.workdir / name / "predictions.csv"
     transform.write_csv(rows, table)
     run.say(f"{len(rows)} images labelled: {table} (the container's answers: {output})")
