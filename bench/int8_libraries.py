@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
 
 import torch  # noqa: E402
 from precision_bench import folder_images, generated_images  # noqa: E402
+from serve_bench import throughput  # noqa: E402
 
 from dogbreed import hardware  # noqa: E402
 from dogbreed.model import load_artifact  # noqa: E402
@@ -180,16 +181,6 @@ CANDIDATES = {
 # ------------------------------------------------------------------------------------ measuring
 
 
-def rate(forward: Forward, batch: torch.Tensor, seconds: float) -> float:
-    forward(batch)
-    forward(batch)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        forward(batch)
-        done += len(batch)
-    return done / (time.perf_counter() - started)
-
-
 def probabilities(forward: Forward, images: torch.Tensor) -> np.ndarray:
     return np.concatenate([forward(chunk) for chunk in images.split(16)])
 
@@ -205,7 +196,7 @@ def measure(name: str, make, model, calib, held_out, *, seconds: float, tmp: Pat
     probs = probabilities(forward, held_out)
     ref = probs if reference is None else reference
     row = {
-        "img_s": rate(forward, held_out[:16], seconds),
+        "img_s": throughput(forward, held_out[:16], seconds),
         "top1_agreement": float((probs.argmax(1) == ref.argmax(1)).mean()),
         "max_prob_diff": float(np.abs(probs - ref).max()),
         "load_s": load_s,
