@@ -23,6 +23,7 @@ Environment (SageMaker's names first, then ours):
                                       (default: one per thread on CPU, 1 on a GPU)
   DOGBREED_HTTP_THREADS               concurrent requests per worker (default 2 x max batch size)
   DOGBREED_MAX_IMAGE_PIXELS           largest image accepted, width x height (default 40 000 000)
+  DOGBREED_MAX_REQUEST_PIXELS         all images of one request together (default 100 000 000)
 
 Workers load the model before they accept a connection (until then nginx answers 503). If it cannot be
 loaded the server still runs, logs the reason, and answers /ping and /invocations with 503 {"error": reason}.
