@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests and the local workflow need on this machine: a Docker engine with
-# docker-compose, shellcheck, docker-registry, and .venv with requirements-dev.txt (re-installed when it changes).
+# docker-compose, shellcheck, docker-registry, and .venv with requirements-dev.txt and our packages (re-installed
+# when they change).
 # Usage: scripts/setup_dev.sh
 set -euo pipefail
 
@@ -26,11 +27,13 @@ fi
 
 venv="$root/.venv"
 stamp="$venv/.requirements.sha256"
-wanted="$(cat "$root/requirements-dev.txt" "$root/container/requirements.txt" | sha256sum | cut -d' ' -f1)"
+wanted="$(cat "$root/requirements-dev.txt" "$root/container/requirements.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "setup_dev: installing Python packages into $venv (a few minutes the first time)" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --progress-bar off -r "$root/requirements-dev.txt" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  # Our own packages (pyproject.toml), editable: a code change needs no reinstall.
+  "$venv/bin/pip" install --quiet --progress-bar off --no-deps --no-build-isolation --editable "$root"
   echo "$wanted" >"$stamp"
 fi

@@ -9,15 +9,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from .contract.channels import COMBINED, TRAIN, VALID_ALIASES
 from .errors import UserError
 from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-VALID_NAMES = ("valid", "validation", "val")
-# SageMaker mounts each channel at input/data/<name>; users upload dogImages/ as one `training` channel.
-COMBINED_CHANNEL = "training"
 
 
 @dataclass(frozen=True)
@@ -31,21 +29,21 @@ class SplitPaths:
 
 def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
     """Channels train + valid (or validation/val) [+ test], or one `training` channel holding those folders."""
-    if "train" in channels:
+    if TRAIN in channels:
         folders, where = channels, "channels"
-    elif COMBINED_CHANNEL in channels:
-        root = channels[COMBINED_CHANNEL]
+    elif COMBINED in channels:
+        root = channels[COMBINED]
         folders = {p.name: p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
-        where = f"folders of the '{COMBINED_CHANNEL}' channel ({root})"
+        where = f"folders of the '{COMBINED}' channel ({root})"
     else:
         raise UserError(
             f"no training data: expected channels 'train' and 'valid' (optionally 'test'), or one "
-            f"'{COMBINED_CHANNEL}' channel holding train/ valid/ test/; got channels {sorted(channels) or 'none'}"
+            f"'{COMBINED}' channel holding train/ valid/ test/; got channels {sorted(channels) or 'none'}"
         )
-    valid = next((folders[name] for name in VALID_NAMES if name in folders), None)
-    if "train" not in folders or valid is None:
+    valid = next((folders[name] for name in VALID_ALIASES if name in folders), None)
+    if TRAIN not in folders or valid is None:
         raise UserError(f"expected 'train' and 'valid' (or 'validation'/'val') in the {where}; got {sorted(folders)}")
-    return SplitPaths(train=folders["train"], valid=valid, test=folders.get("test"))
+    return SplitPaths(train=folders[TRAIN], valid=valid, test=folders.get("test"))
 
 
 def is_readable_image(path: Path) -> bool:

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import data, metrics
+from . import data
+from .contract import metrics
 from .model import INT8_WEIGHTS_FILE, Artifact, record_in_config
 from .presets import ClassificationPresetEval, PreprocessConfig
 

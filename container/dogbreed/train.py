@@ -14,15 +14,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from . import data, metrics, quantize, reporting, selection
+from . import data, quantize, reporting, selection
 from .checkpoint import Best, Checkpoint, load_best, load_latest, save_best, save_checkpoint, stop_on_sigterm
+from .contract import metrics
+from .contract.channels import PRETRAINED
+from .contract.hyperparams import Hyperparameters
 from .debugger import NullHook, create_hook, profiled_steps
 from .distributed import ONE_PROCESS, Cluster, Local, cluster, local_processes
 from .engine import Interrupted, Loop, SmoothedCrossEntropyLoss, cosine_with_warmup, extract_features
 from .errors import UserError
 from .files import check_writable, describe
 from .hardware import choose_threads, usable_cpus
-from .hyperparams import Hyperparameters
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
 from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
@@ -30,7 +32,6 @@ from .sm_env import Paths, TrainingEnv, paths_from_environ
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_CHANNEL = "pretrained"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 1, 2, 143  # 143 = 128 + SIGTERM
 
@@ -135,12 +136,12 @@ def _remove_stale_failure(paths: Paths) -> None:
 
 def pretrained_weights_file(env: TrainingEnv) -> Path:
     """The state_dict to start from: a file in the 'pretrained' channel, else the image's ImageNet cache."""
-    channel = env.channels.get(PRETRAINED_CHANNEL)
+    channel = env.channels.get(PRETRAINED)
     if channel is not None:
         files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
         if len(files) != 1:
             raise UserError(
-                f"the '{PRETRAINED_CHANNEL}' channel at {channel} must hold exactly one ResNet50 state_dict file "
+                f"the '{PRETRAINED}' channel at {channel} must hold exactly one ResNet50 state_dict file "
                 f"({', '.join(WEIGHT_SUFFIXES)}); found {[str(f) for f in files] or 'none'}"
             )
         return files[0]
@@ -148,7 +149,7 @@ def pretrained_weights_file(env: TrainingEnv) -> Path:
     if not cached.is_file():
         raise UserError(
             f"pretrained=true but no ResNet50 weights were found: not in the image's cache ({cached}; build the image "
-            f"with PRETRAINED_WEIGHTS=imagenet) and no '{PRETRAINED_CHANNEL}' channel. Add a '{PRETRAINED_CHANNEL}' "
+            f"with PRETRAINED_WEIGHTS=imagenet) and no '{PRETRAINED}' channel. Add a '{PRETRAINED}' "
             "channel holding a ResNet50 state_dict (.pt/.pth), or set pretrained=false to train from random init"
         )
     return cached

@@ -2,8 +2,8 @@
 
 import pytest
 
+from dogbreed.contract.hyperparams import Hyperparameters
 from dogbreed.errors import UserError
-from dogbreed.hyperparams import Hyperparameters
 
 
 def test_defaults_match_the_documented_contract():

@@ -19,7 +19,7 @@ from orchestrate_support import (
     upload_sample_data,
 )
 
-from dogbreed.metrics import METRIC_DEFINITIONS, epoch_line
+from dogbreed.contract.metrics import METRIC_DEFINITIONS, epoch_line
 
 pytest_plugins = ["moto_server"]  # the moto_process / aws fixtures
 

@@ -10,7 +10,7 @@ import torch
 from train_support import REPO, run_train, write_tree
 
 from dogbreed import data, quantize
-from dogbreed.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
+from dogbreed.contract.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 from dogbreed.model import load_artifact
 from dogbreed.presets import ClassificationPresetEval
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FINE_TUNE_MODES = ("head", "last_stage", "all")
