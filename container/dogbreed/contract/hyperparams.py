@@ -118,11 +118,14 @@ def _unknown(key: str, text: str, known: list[str]) -> str:
     return f"unknown hyperparameter {key}={text!r}: {hint}known: {', '.join(known)}"
 
 
+def unquote(value: object) -> str:
+    """A hyperparameter value as the job reads it: the SageMaker SDK JSON-encodes strings ("\"adam\"")."""
+    return str(value).strip().strip('"').strip()
+
+
 def _parse_one(spec: dataclasses.Field, text: str) -> Any:
-    # The SageMaker SDK JSON-encodes some values ("\"adam\""); accept both forms.
-    cleaned = str(text).strip().strip('"').strip()
     try:
-        return spec.metadata["parse"](cleaned)
+        return spec.metadata["parse"](unquote(text))
     except (ValueError, KeyError, OverflowError):
         raise UserError(
             f"hyperparameter {spec.name}={text!r} is invalid: expected {spec.metadata['allowed']} "
