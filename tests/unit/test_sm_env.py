@@ -112,15 +112,16 @@ def test_serving_env_overrides(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "message"),
+    ("setting", "message"),
     [
-        ("SAGEMAKER_BIND_TO_PORT", "eighty", "SAGEMAKER_BIND_TO_PORT='eighty' is not an integer"),
-        ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "1.5", "SAGEMAKER_MODEL_SERVER_TIMEOUT='1.5' is not an integer"),
-        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "SAGEMAKER_MODEL_SERVER_WORKERS='0' must be at least 1"),
-        ("SAGEMAKER_BATCH_STRATEGY", "EVERYTHING", "SINGLE_RECORD or MULTI_RECORD"),
-        ("DOGBREED_PRECISION", "fp8", "DOGBREED_PRECISION='fp8'"),
+        ("SAGEMAKER_BIND_TO_PORT=eighty", "SAGEMAKER_BIND_TO_PORT='eighty' is not an integer"),
+        ("SAGEMAKER_MODEL_SERVER_TIMEOUT=1.5", "SAGEMAKER_MODEL_SERVER_TIMEOUT='1.5' is not an integer"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS=0", "SAGEMAKER_MODEL_SERVER_WORKERS='0' must be at least 1"),
+        ("SAGEMAKER_BATCH_STRATEGY=EVERYTHING", "SINGLE_RECORD or MULTI_RECORD"),
+        ("DOGBREED_PRECISION=fp8", "DOGBREED_PRECISION='fp8'"),
     ],
 )
-def test_serving_env_refuses_bad_values_naming_the_variable(tmp_path, key, value, message):
+def test_serving_env_refuses_bad_values_naming_the_variable(tmp_path, setting, message):
+    key, value = setting.split("=")
     with pytest.raises(UserError, match=re.escape(message)):
         ServingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path), key: value})
