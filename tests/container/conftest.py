@@ -30,12 +30,6 @@ QUICK_HYPERPARAMETERS = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(item.fspath).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.container)
-
-
 def run(cmd: list[str], *, timeout: float = 900, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run a command, capturing output; on failure show it in the assertion message."""
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)

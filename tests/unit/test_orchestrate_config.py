@@ -4,13 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
-from moto_server import MotoServer
-from orchestrate_support import DATA_S3, IMAGE, OUTPUT_S3, REQUIRED, ROLE, run_cli
+from orchestrate_support import DATA_S3, IMAGE, OUTPUT_S3, REQUIRED, ROLE
 
 from orchestration.config import LOCAL_IMAGE, parse_settings
 from orchestration.errors import UsageError
-
-pytest_plugins = ["moto_server"]  # the moto_process / aws fixtures
 
 
 def usage_error(*argv: str) -> str:
@@ -119,25 +116,6 @@ def test_local_mode_fills_image_role_region_and_output(tmp_path: Path):
     assert settings.data_s3 == f"file://{tmp_path}"
     assert settings.output_s3 == f"file://{tmp_path / 'w' / 'local-output'}"
     assert settings.managed_rules is False
-
-
-@pytest.mark.parametrize("command", ["hpo", "train", "deploy", "all"])
-def test_usage_errors_are_one_line_and_no_request_is_sent(aws: MotoServer, capsys, command: str):
-    result = run_cli(capsys, command, "--image-uri", IMAGE, "--data-s3", "s3://no")
-    assert result.code == 2
-    assert len(result.err.splitlines()) == 1
-    assert result.err.startswith("orchestrate.py: error: --data-s3: 's3://no' is not an s3://")
-    assert aws.recorded() == []
-
-
-def test_missing_input_is_one_line(aws: MotoServer, capsys):
-    result = run_cli(capsys, "hpo", "--image-uri", IMAGE)
-    assert (result.code, result.err) == (
-        2,
-        "orchestrate.py: error: hpo: missing required input --role-arn, --data-s3, --output-s3 "
-        "(give it as a flag or in --config)\n",
-    )
-    assert aws.recorded() == []
 
 
 def test_local_transform_of_a_folder_of_subfolders_says_local_mode_reads_only_its_files(tmp_path):

@@ -1,4 +1,4 @@
-"""Fixtures for training tests (helpers live in train_support.py)."""
+"""Fixtures shared by all test folders (training trees: helpers in support/train_support.py), and folder markers."""
 
 import subprocess
 from collections.abc import Callable
@@ -6,6 +6,17 @@ from pathlib import Path
 
 import pytest
 from train_support import FAST, run_train, start_train, write_tree
+
+TESTS = Path(__file__).parent
+# `pytest -m "not container"` skips what needs Docker; `-m "not integration and not container"` is tests/unit.
+FOLDER_MARKERS = {TESTS / "integration": pytest.mark.integration, TESTS / "container": pytest.mark.container}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for folder, marker in FOLDER_MARKERS.items():
+            if item.path.is_relative_to(folder):
+                item.add_marker(marker)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Request bodies for /invocations, shared by the unit and container serving tests (no torch here).
+"""Request bodies for /invocations, shared by the unit, integration and container serving tests (no torch here).
 
 Generated photos in every accepted format, the corpus of bad requests with the status each must get,
 and a raw-socket request that is still being sent while the server is told to stop.

@@ -1,4 +1,4 @@
-"""Loopback helpers shared by the unit and container tests: the only network target tests use."""
+"""Loopback helpers shared by the integration and container tests: the only network target tests use."""
 
 import socket
 

@@ -1,0 +1,103 @@
+"""presets: the eval and train transforms, decode_rgb's handling of every pixel mode, and the saved config."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dogbreed.presets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClassificationPresetEval,
+    ClassificationPresetTrain,
+    PreprocessConfig,
+    decode_rgb,
+)
+from local_test.make_sample_data import make_image
+
+CONFIG = PreprocessConfig(image_size=32)
+
+
+def photo(size: tuple[int, int] = (120, 90)) -> Image.Image:
+    return make_image(1, np.random.default_rng(0), size)
+
+
+@pytest.mark.parametrize("size", [(120, 90), (90, 120), (20, 20)])
+def test_eval_transform_gives_a_normalised_float_square(size):
+    out = ClassificationPresetEval(config=CONFIG)(photo(size))
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out, ClassificationPresetEval(config=CONFIG)(photo(size)))  # deterministic
+
+
+def test_eval_transform_scales_to_unit_range_then_normalises_per_channel():
+    rgb = (200, 100, 30)
+    out = ClassificationPresetEval(config=CONFIG)(Image.new("RGB", (64, 48), rgb))
+    expected = [(value / 255 - mean) / std for value, mean, std in zip(rgb, IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    torch.testing.assert_close(out, torch.tensor(expected).view(3, 1, 1).expand(3, 32, 32), atol=1e-5, rtol=0)
+
+
+def test_eval_transform_centre_crops_the_resized_short_side():
+    # A 2:1 image, blue in the middle half and red at both ends: after resizing the short side to 37 (32 * 256 / 224)
+    # the 74-pixel-wide image keeps only its middle 32 columns, all blue.
+    pixels = np.zeros((50, 100, 3), np.uint8)
+    pixels[:, :, 0] = 255
+    pixels[:, 25:75] = (0, 0, 255)
+    out = ClassificationPresetEval(config=CONFIG)(Image.fromarray(pixels))
+    blue = ClassificationPresetEval(config=CONFIG)(Image.new("RGB", (100, 50), (0, 0, 255)))
+    torch.testing.assert_close(out, blue, atol=1e-5, rtol=0)
+
+
+def test_train_transform_is_random_but_always_the_same_shape():
+    torch.manual_seed(0)
+    augment = ClassificationPresetTrain(config=CONFIG, augment=True)
+    outs = [augment(photo(size)) for size in [(120, 90), (90, 120), (40, 40), (20, 20)]]
+    assert all(out.shape == (3, 32, 32) and out.dtype == torch.float32 for out in outs)
+    image = photo()
+    first, *others = (augment(image) for _ in range(3))
+    assert any(not torch.equal(first, other) for other in others)  # the same photo, a new crop and flip
+
+
+def test_train_transform_without_augmentation_is_the_eval_transform():
+    image = photo()
+    plain = ClassificationPresetTrain(config=CONFIG, augment=False)(image)
+    torch.testing.assert_close(plain, ClassificationPresetEval(config=CONFIG)(image), atol=0, rtol=0)
+
+
+def test_decode_rgb_drops_alpha_and_expands_palette_and_gray():
+    rgba = Image.new("RGBA", (4, 3), (10, 20, 30, 0))
+    palette = Image.new("P", (4, 3), 1)
+    palette.putpalette([0, 0, 0, 200, 0, 50])  # index 1 is (200, 0, 50)
+    gray = Image.new("L", (4, 3), 77)
+    for image, expected in ((rgba, (10, 20, 30)), (palette, (200, 0, 50)), (gray, (77, 77, 77))):
+        decoded = decode_rgb(image)
+        assert decoded.mode == "RGB" and decoded.size == (4, 3)
+        assert decoded.getpixel((3, 2)) == expected
+
+
+def test_decode_rgb_scales_sixteen_bit_gray_to_eight_bits():
+    levels = np.array([[0, 257, 25700, 65535]], dtype=np.uint16)
+    image = Image.fromarray(levels)
+    assert image.mode == "I;16"
+    decoded = np.asarray(decode_rgb(image))
+    assert decoded.dtype == np.uint8 and decoded.shape == (1, 4, 3)
+    assert decoded[0, :, 0].tolist() == [0, 1, 100, 255]
+    assert (decoded == decoded[:, :, :1]).all()  # gray stays gray
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("I", "32-bit integer"), ("F", "floating-point")])
+def test_decode_rgb_refuses_pixels_without_a_brightness_range(mode, kind):
+    with pytest.raises(ValueError, match=f"{kind} pixels \\(mode {mode}\\)"):
+        decode_rgb(Image.new(mode, (4, 3), 1000))
+
+
+def test_preprocess_config_derives_the_resize_and_round_trips_through_json():
+    assert PreprocessConfig().resize_size == 256
+    assert CONFIG.resize_size == 37  # round(32 * 256 / 224)
+    custom = PreprocessConfig(image_size=64, resize_size=80, mean=[0.5, 0.5, 0.5], std=(1, 1, 1))
+    for config in (PreprocessConfig(), CONFIG, custom):
+        saved = json.loads(json.dumps(config.to_dict()))
+        assert PreprocessConfig.from_dict(saved) == config
+    assert custom.mean == (0.5, 0.5, 0.5) and custom.std == (1.0, 1.0, 1.0)
+    assert PreprocessConfig.from_dict({"image_size": 64, "unknown": 1}) == PreprocessConfig(image_size=64)
