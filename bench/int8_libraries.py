@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(hardware.usable_cpus())
+    hardware.set_torch_threads(hardware.usable_cpus())
     artifact = load_artifact(args.model_dir)
     classes = len(artifact.class_names)
     rng = np.random.default_rng(0)

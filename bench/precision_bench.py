@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=256, help="real re-cropped photos to score (0: none)")
     parser.add_argument("--seconds", type=float, default=3, help="timed seconds per variant")
     args = parser.parse_args(argv)
-    torch.set_num_threads(hardware.usable_cpus())
+    hardware.set_torch_threads(hardware.usable_cpus())
     artifact = load_artifact(args.model_dir)
     transform = ClassificationPresetEval(config=artifact.preprocess)
     held_out = (

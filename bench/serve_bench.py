@@ -179,11 +179,8 @@ class SingleThreadStreams:
         self.pool = concurrent.futures.ThreadPoolExecutor(streams)
 
     def __call__(self, batch: torch.Tensor) -> list[torch.Tensor]:
-        torch.set_num_threads(1)
-        try:
+        with hardware.torch_threads(1):
             return list(self.pool.map(self._forward, batch.chunk(self.streams)))
-        finally:
-            torch.set_num_threads(self.streams)
 
     @torch.inference_mode()  # thread-local: entered in each stream's thread
     def _forward(self, part: torch.Tensor) -> torch.Tensor:
@@ -197,7 +194,7 @@ def limit_models(model_dir: Path, batch_size: int) -> dict[str, tuple[torch.nn.M
     from dogbreed.model import load_artifact
 
     cpus = hardware.usable_cpus()
-    torch.set_num_threads(cpus)
+    hardware.set_torch_threads(cpus)
     artifact = load_artifact(model_dir)
     x = torch.randn(batch_size, 3, artifact.preprocess.image_size, artifact.preprocess.image_size)
     models = {"eager_fp32": (artifact.model.eval(), x)}

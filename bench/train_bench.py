@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 from dogbreed import data, train  # noqa: E402
 from dogbreed.engine import extract_features  # noqa: E402
-from dogbreed.hardware import choose_threads, cpu_runs_bf16  # noqa: E402
+from dogbreed.hardware import choose_threads, cpu_runs_bf16, set_torch_threads  # noqa: E402
 from dogbreed.model import HeadConfig, build_model  # noqa: E402
 from dogbreed.presets import ClassificationPresetEval, PreprocessConfig  # noqa: E402
 from local_test.make_sample_data import make_dataset  # noqa: E402
@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(choose_threads(0))
+    set_torch_threads(choose_threads(0))
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         dataset = make_dataset(Path(tmp) / "dogImages", per_class=args.per_class, classes=CLASSES, size=PHOTO_SIZE)
         counts = {split: len(list((dataset / split).rglob("*.jpg"))) for split in ("train", "valid", "test")}

@@ -1,8 +1,9 @@
 """The one owner of hardware and precision, for training and serving.
 
 Host description (usable CPUs and memory with container limits, GPUs, CPU flags) reads /proc and /sys
-only, so the gunicorn master can size workers before it imports torch. Precision: which numeric formats
-a host runs natively, the autocast training uses, and serving's choice among fp32 / bf16 / int8.
+only, so the gunicorn master can size workers before it imports torch. Threads: how many, and the one place
+torch's counts are set. Precision: which numeric formats a host runs natively, the autocast training uses,
+and serving's choice among fp32 / bf16 / int8.
 
 Why serving measures instead of reading flags: oneDNN can be capped below what /proc/cpuinfo lists
 (ONEDNN_MAX_CPU_ISA, e.g. AVX512_CORE_VNNI to behave like an ml.m5.large Cascade Lake), and then
@@ -15,7 +16,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -88,11 +89,6 @@ def describe() -> Machine:
     return Machine(cpus=usable_cpus(), memory_bytes=usable_memory(), gpus=gpu_count(), cpu_flags=cpu_flags())
 
 
-def choose_threads(requested: int, processes: int = 1) -> int:
-    """Intra-op threads: as asked, else the usable CPUs shared by this host's processes (no oversubscription)."""
-    return requested or max(1, usable_cpus() // processes)
-
-
 def onednn_caps_bf16(environ: Mapping[str, str] = os.environ) -> bool:
     """True when ONEDNN_MAX_CPU_ISA holds oneDNN below AVX512_CORE_BF16 (bf16 then runs emulated)."""
     cap = environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
@@ -102,6 +98,40 @@ def onednn_caps_bf16(environ: Mapping[str, str] = os.environ) -> bool:
 def cpu_runs_bf16(host: Machine | None = None, environ: Mapping[str, str] = os.environ) -> bool:
     """The CPU has bf16 instructions and oneDNN may use them."""
     return (host or describe()).cpu_has_bf16 and not onednn_caps_bf16(environ)
+
+
+# ------------------------------------------------------------------------------------- threads
+
+
+def choose_threads(requested: int | None, processes: int = 1, cpus: int | None = None) -> int:
+    """Intra-op threads: as asked, else the CPUs (default: usable here) shared by this host's processes,
+    so they never oversubscribe the cores."""
+    return requested or max(1, (cpus or usable_cpus()) // processes)
+
+
+def set_torch_threads(count: int, *, interop: int | None = None) -> None:
+    """The one place torch's thread counts are set: `count` intra-op threads (per thread: each request or batch
+    thread sets its own), and `interop` inter-op threads, settable only before the process's first inter-op
+    task (later calls keep the first value)."""
+    import torch
+
+    torch.set_num_threads(count)
+    if interop:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(interop)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """`count` intra-op threads for the calling thread inside the block, its previous count restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    set_torch_threads(count)
+    try:
+        yield
+    finally:
+        set_torch_threads(previous)
 
 
 # ------------------------------------------------------------------------------------- training

@@ -5,25 +5,7 @@ complete requests to gunicorn on a Unix socket, and the model server (`python -m
 gunicorn's master, whose workers each load the model). If either exits, the other is stopped and `serve`
 exits non-zero, so SageMaker replaces the container instead of keeping half a server.
 
-Environment (SageMaker's names first, then ours):
-  SAGEMAKER_BIND_TO_PORT              port on 0.0.0.0 (default 8080)
-  SAGEMAKER_MODEL_SERVER_WORKERS      worker processes, each with a model copy (default: from cores and
-                                      memory, one worker per 4 cores, at least 1; 1 on a GPU host)
-  SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 60)
-  SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (default 6)
-  SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS  batch transform
-  DOGBREED_PRECISION                  auto (default: the fastest of fp32 / bf16 / int8 that this host
-                                      runs and the model's int8 gate allows, timed at start-up) | fp32
-                                      (fp32 answers) | bf16 | int8 (the artifact's gated int8 model;
-                                      fp32 if it has none). See dogbreed.hardware, dogbreed.quantize.
-  DOGBREED_MAX_BATCH_SIZE             images per forward pass in dynamic batching (default 16)
-  DOGBREED_MAX_BATCH_DELAY_MS         longest wait for callers being decoded or coming back (default 20)
-  DOGBREED_TORCH_THREADS              compute threads per worker (default cores // workers)
-  DOGBREED_STREAMS                    batches a worker computes at the same time, sharing its threads
-                                      (default: one per thread on CPU, 1 on a GPU)
-  DOGBREED_HTTP_THREADS               concurrent requests per worker (default 2 x max batch size)
-  DOGBREED_MAX_IMAGE_PIXELS           largest image accepted, width x height (default 40 000 000)
-  DOGBREED_MAX_REQUEST_PIXELS         all images of one request together (default 100 000 000)
+The environment variables it reads: `serve --help` (declared in dogbreed.sm_env.ServingEnv).
 
 Workers load the model before they accept a connection (until then nginx answers 503). If it cannot be
 loaded the server still runs, logs the reason, and answers /ping and /invocations with 503 {"error": reason}.
@@ -31,6 +13,7 @@ SIGTERM stops it gracefully: nginx first (requests in flight are read, answered 
 within front.SHUTDOWN_TIMEOUT_S), then gunicorn; SageMaker kills after 30 s.
 """
 
+import argparse
 import logging
 import os
 import signal
@@ -73,7 +56,7 @@ def plan_server(env: ServingEnv, host: hardware.Machine) -> ServerPlan:
         workers = 1  # one process feeds the GPU; batching keeps it busy
     else:
         workers = max(1, min(host.cpus // CORES_PER_WORKER, host.memory_bytes // WORKER_MEMORY_BYTES))
-    torch_threads = env.torch_threads or max(1, host.cpus // workers)
+    torch_threads = hardware.choose_threads(env.torch_threads, workers, host.cpus)
     if workers * torch_threads > host.cpus:
         log.warning(
             "%d workers x %d torch threads exceed %d cores: expect oversubscription (set DOGBREED_TORCH_THREADS)",
@@ -122,14 +105,7 @@ def load_wsgi_app(env: ServingEnv, plan: ServerPlan):
     try:
         from .serving.predictor import Predictor, PredictorConfig
 
-        config = PredictorConfig(
-            precision=env.precision,
-            max_batch_size=env.max_batch_size,
-            max_batch_delay_ms=env.max_batch_delay_ms,
-            torch_threads=plan.torch_threads,
-            streams=plan.streams,
-            timeout_s=env.timeout,
-        )
+        config = PredictorConfig.from_env(env, torch_threads=plan.torch_threads, streams=plan.streams)
         return create_app(Predictor.load(env.model_dir, config), env)
     except ArtifactError as exc:
         log.error("cannot serve: %s", exc)
@@ -165,22 +141,26 @@ class GunicornServer(BaseApplication):
         return self._load()
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`serve` takes no arguments (SageMaker passes none); --help lists the environment variables it reads."""
+    parser = argparse.ArgumentParser(
+        prog="serve",
+        description=__doc__.split("\n\n")[0],
+        epilog="Environment (unset: the default):\n" + ServingEnv.variables_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     """`serve`: validate the environment, then run nginx and the model server until SIGTERM or either fails."""
+    parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     try:
         env = ServingEnv.from_environ()
     except UserError as exc:
         log.error("cannot start the model server: %s", exc)
         return 1
-    host = hardware.describe()
-    plan = plan_server(env, host)
-    log.info(
-        "serving %s on port %d: %d worker(s) x %d torch threads in %d stream(s), %d request threads each "
-        "(%d cores, %.1f GiB)",
-        env.model_dir, env.port, plan.workers, plan.torch_threads, plan.streams, plan.http_threads, host.cpus,
-        host.memory_bytes / 1024**3,
-    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
         run_dir = Path(tmp)
         run_dir.chmod(0o755)  # nginx's workers run unprivileged and must reach the socket
@@ -239,10 +219,18 @@ def _signal(child: Child) -> None:
 
 
 def model_server(run_dir: Path) -> int:
-    """gunicorn's master on the Unix socket in run_dir that nginx forwards to (main validated the environment)."""
+    """gunicorn's master on the Unix socket in run_dir that nginx forwards to (main validated the environment);
+    the one place the server is planned for this host."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     env = ServingEnv.from_environ()
-    plan = plan_server(env, hardware.describe())
+    host = hardware.describe()
+    plan = plan_server(env, host)
+    log.info(
+        "serving %s on port %d: %d worker(s) x %d torch threads in %d stream(s), %d request threads each "
+        "(%d cores, %.1f GiB)",
+        env.model_dir, env.port, plan.workers, plan.torch_threads, plan.streams, plan.http_threads, host.cpus,
+        host.memory_bytes / 1024**3,
+    )  # fmt: skip
     _import_model_stack()
     GunicornServer(gunicorn_options(env, plan, run_dir), lambda: load_wsgi_app(env, plan)).run()
     return 0

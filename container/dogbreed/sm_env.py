@@ -7,8 +7,9 @@ at any directory shaped like /opt/ml. Nothing here creates directories or touche
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .hardware import SERVING_PRECISIONS
@@ -157,6 +158,9 @@ def _int_env(environ: Mapping[str, str], key: str, default: int | None, *, minim
     return value
 
 
+DEFAULT_PRECISION = "auto"
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_BATCH_DELAY_MS = 20
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: beyond any photo that fits a 6 MB request
 # All images of one request: 2.5 x the largest image, about two seconds of decoding on one core; a 6 MB body of
 # ordinary photos (256 of 500x375, or sixty 1024x768 JPEGs) holds about 50 MP.
@@ -164,26 +168,73 @@ DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How one environment variable sets a ServingEnv field; `shown` describes a default computed at start-up."""
+
+    variable: str
+    doc: str
+    shown: str = ""
+    minimum: int = 1  # integers
+    choices: tuple[str, ...] = ()  # strings, matched ignoring case
+
+
+def _setting(variable: str, default: object, doc: str, **options) -> Any:
+    """A ServingEnv field with its variable, default and one-line doc declared together."""
+    return field(default=default, metadata={"setting": Setting(variable, doc, **options)})
+
+
+@dataclass(frozen=True)
 class ServingEnv:
-    """How SageMaker asks the model server to run (real-time endpoint or batch transform)."""
+    """How SageMaker asks the model server to run (real-time endpoint or batch transform): the one owner of the
+    serving variables, their defaults and their documentation (`serve --help`, README "Serving")."""
 
     model_dir: Path
-    port: int = DEFAULT_PORT
-    workers: int | None = None  # None: chosen from cores and memory by the launcher
-    timeout: int = DEFAULT_SERVER_TIMEOUT
-    max_payload_mb: int = REALTIME_MAX_PAYLOAD_MB
-    batch: bool = False
-    batch_strategy: str = "MULTI_RECORD"
-    max_concurrent_transforms: int = 1
-    # Our own serving knobs (DOGBREED_*), documented in dogbreed.serve.
-    precision: str = "auto"  # auto | fp32 | bf16 | int8; auto: the fastest timed at start-up (dogbreed.hardware)
-    max_batch_size: int = 16  # dynamic batching: most images per forward pass
-    max_batch_delay_ms: int = 20  # how long a batch waits for callers being decoded or coming back
-    torch_threads: int | None = None  # per worker; None: cores // workers
-    streams: int | None = None  # concurrent batches per worker; None: one per torch thread on CPU, 1 on GPU
-    http_threads: int | None = None  # concurrent requests per worker; None: 2 * max_batch_size
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    port: int = _setting("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, "listening port on 0.0.0.0")
+    workers: int | None = _setting(
+        "SAGEMAKER_MODEL_SERVER_WORKERS", None, "worker processes, each with a model copy",
+        shown="one per 4 cores, bounded by memory (2 GiB each); 1 on GPU hosts",
+    )  # fmt: skip
+    timeout: int = _setting(
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT",
+        DEFAULT_SERVER_TIMEOUT,
+        "worker heartbeat and per-request inference deadline (s)",
+    )
+    max_payload_mb: int = _setting("SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_MAX_PAYLOAD_MB, "request body limit (MB)")
+    batch_strategy: str = _setting(
+        "SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", "batch transform: answered on /execution-parameters",
+        choices=("SINGLE_RECORD", "MULTI_RECORD"),
+    )  # fmt: skip
+    max_concurrent_transforms: int = _setting(
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, "batch transform: answered on /execution-parameters"
+    )
+    precision: str = _setting(
+        "DOGBREED_PRECISION", DEFAULT_PRECISION, "auto (the fastest here, timed at start-up), fp32, bf16 or int8",
+        choices=SERVING_PRECISIONS,
+    )  # fmt: skip
+    max_batch_size: int = _setting(
+        "DOGBREED_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, "dynamic batching: most images per forward pass"
+    )
+    max_batch_delay_ms: int = _setting(
+        "DOGBREED_MAX_BATCH_DELAY_MS", DEFAULT_MAX_BATCH_DELAY_MS,
+        "dynamic batching: longest wait for callers still decoding or coming back (a lone request never waits)",
+        minimum=0,
+    )  # fmt: skip
+    torch_threads: int | None = _setting(
+        "DOGBREED_TORCH_THREADS", None, "compute threads per worker", shown="cores / workers"
+    )
+    streams: int | None = _setting(
+        "DOGBREED_STREAMS", None, "batches a worker computes at the same time, sharing its threads",
+        shown="one per thread (CPU), 1 (GPU)",
+    )  # fmt: skip
+    http_threads: int | None = _setting(
+        "DOGBREED_HTTP_THREADS", None, "concurrent requests per worker", shown="2 x max batch size, at least 4"
+    )
+    max_image_pixels: int = _setting(
+        "DOGBREED_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "largest image accepted (width x height)"
+    )
+    max_request_pixels: int = _setting(
+        "DOGBREED_MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS, "all images of one request together"
+    )
 
     @property
     def max_payload_bytes(self) -> int:
@@ -191,27 +242,33 @@ class ServingEnv:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "ServingEnv":
-        strategy = environ.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD").strip().upper() or "MULTI_RECORD"
-        if strategy not in ("SINGLE_RECORD", "MULTI_RECORD"):
-            raise UserError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected SINGLE_RECORD or MULTI_RECORD")
-        precision = environ.get("DOGBREED_PRECISION", "auto").strip().lower() or "auto"
-        if precision not in SERVING_PRECISIONS:
-            raise UserError(f"DOGBREED_PRECISION={precision!r}: expected one of {', '.join(SERVING_PRECISIONS)}")
-        return cls(
-            model_dir=paths_from_environ(environ).model_dir,
-            port=_int_env(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
-            workers=_int_env(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", None),
-            timeout=_int_env(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_SERVER_TIMEOUT),
-            max_payload_mb=_int_env(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_MAX_PAYLOAD_MB),
-            batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() == "true",
-            batch_strategy=strategy,
-            max_concurrent_transforms=_int_env(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1),
-            precision=precision,
-            max_batch_size=_int_env(environ, "DOGBREED_MAX_BATCH_SIZE", 16),
-            max_batch_delay_ms=_int_env(environ, "DOGBREED_MAX_BATCH_DELAY_MS", 20, minimum=0),
-            torch_threads=_int_env(environ, "DOGBREED_TORCH_THREADS", None),
-            streams=_int_env(environ, "DOGBREED_STREAMS", None),
-            http_threads=_int_env(environ, "DOGBREED_HTTP_THREADS", None),
-            max_image_pixels=_int_env(environ, "DOGBREED_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
-            max_request_pixels=_int_env(environ, "DOGBREED_MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS),
-        )
+        """Each field from its variable (unset or blank: the default); UserError names a bad value."""
+        values = {f.name: _read_setting(environ, f) for f in fields(cls) if "setting" in f.metadata}
+        return cls(model_dir=paths_from_environ(environ).model_dir, **values)
+
+    @classmethod
+    def variables_table(cls) -> str:
+        """The serving variables as a Markdown table: variable, default, meaning (README "Serving", serve --help)."""
+        rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+        for f in fields(cls):
+            if setting := f.metadata.get("setting"):
+                rows.append(f"| `{setting.variable}` | {setting.shown or _shown(f.default)} | {setting.doc} |")
+        return "\n".join(rows) + "\n"
+
+
+def _read_setting(environ: Mapping[str, str], f: Field) -> object:
+    setting: Setting = f.metadata["setting"]
+    raw = environ.get(setting.variable, "").strip()
+    if not setting.choices:
+        return _int_env(environ, setting.variable, f.default, minimum=setting.minimum)
+    if not raw:
+        return f.default
+    by_lower = {choice.lower(): choice for choice in setting.choices}
+    if raw.lower() not in by_lower:
+        raise UserError(f"{setting.variable}={raw!r}: expected one of {', '.join(setting.choices)}")
+    return by_lower[raw.lower()]
+
+
+def _shown(default: object) -> str:
+    """40000000 → '40 000 000'; small numbers and words as they are."""
+    return f"{default:,}".replace(",", " ") if isinstance(default, int) and default >= 10_000 else str(default)

@@ -24,7 +24,7 @@ from .distributed import ONE_PROCESS, Cluster, Local, cluster, local_processes
 from .engine import Interrupted, Loop, SmoothedCrossEntropyLoss, cosine_with_warmup, extract_features
 from .errors import UserError
 from .files import check_writable, describe
-from .hardware import choose_threads, usable_cpus
+from .hardware import choose_threads, set_torch_threads, usable_cpus
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
 from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
@@ -92,7 +92,7 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
     """The job, step by step."""
     with cluster(env, local) as node, stop_on_sigterm() as stop:
         torch.manual_seed(hps.seed)
-        torch.set_num_threads(choose_threads(hps.threads, local.size))
+        set_torch_threads(choose_threads(hps.threads, local.size))
         splits = data.load_splits(data.find_splits(env.channels))
         head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
         model = build_model(head)

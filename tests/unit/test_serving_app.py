@@ -21,7 +21,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(model_dir):
-    predictor = Predictor.load(model_dir, PredictorConfig(torch_threads=2))
+    predictor = Predictor.load(model_dir, PredictorConfig(precision="fp32", torch_threads=2))
     yield predictor
     predictor.close()
 

@@ -12,7 +12,8 @@ Every error answers {"error": "<message>"} with its status: 400 bad body, 406 Ac
 """
 
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -41,7 +42,6 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
     codecs.guard_decompression_bombs()
     limits = codecs.DecodeLimits(max_pixels=env.max_image_pixels, max_request_pixels=env.max_request_pixels)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes
 
     @app.get("/ping")
     def ping():
@@ -61,42 +61,51 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
     def invocations():
         if model is None:
             raise ServingError(f"model not loaded: {unavailable_reason}", 503)
-        if request.content_length is not None and request.content_length > env.max_payload_bytes:
-            raise _too_large(request.content_length, env)
+        body = _read_body(env)  # first, as nginx in front of `serve` refuses an oversize body before all else
         media_type = codecs.media_type_of(request.content_type or "")
         decode = codecs.decoder_for(media_type)
         response_format = codecs.negotiate(
             request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names)
         )
-        body = _read_body(env)
         if not body:
             raise ServingError("empty request body")
         probabilities = model.predict(decode(body, limits, media_type))
         payload = codecs.encode(probabilities, model.class_names, response_format)
         return Response(payload, status=200, mimetype=response_format.media_type)
 
-    _register_error_handlers(app)
+    _register_error_handlers(app, env)
     return app
 
 
+# The body limit (ServingEnv.max_payload_bytes) is applied here only: _read_body refuses a body over it, and
+# _discard_unread_body drains at most twice it. Werkzeug's MAX_CONTENT_LENGTH is not set: its stream wrapper
+# cannot tell a body of exactly the limit from a longer one.
+
+
 def _read_body(env: ServingEnv) -> bytes:
-    """The body, refused as soon as it exceeds the limit (chunked bodies have no Content-Length)."""
-    if request.content_length is not None:  # already checked against the limit
+    """The body; 413 unread when its Content-Length is over the limit, or as soon as reading passes the limit
+    when it has none (chunked: nginx in front of `serve` gives every body it passes on a length, but the app
+    may run behind any WSGI server)."""
+    limit = env.max_payload_bytes
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise _too_large(request.content_length, env)
         return request.get_data(cache=False)
-    if not request.environ.get("wsgi.input_terminated"):
-        return b""  # WSGI: without a length, only a server-terminated stream may be read
-    # Read the server's stream directly: werkzeug's MAX_CONTENT_LENGTH wrapper stops at the limit
-    # without telling a body of exactly the limit from a longer one.
-    stream, chunks, size = request.environ["wsgi.input"], [], 0
-    while size <= env.max_payload_bytes:
-        chunk = stream.read(min(1 << 16, env.max_payload_bytes + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > env.max_payload_bytes:
+    body = b"".join(_unread_input(limit + 1))
+    if len(body) > limit:
         raise _too_large(None, env)
-    return b"".join(chunks)
+    return body
+
+
+def _unread_input(at_most: int) -> Iterator[bytes]:
+    """Chunks of the request body not read yet, up to at_most bytes, straight from the server's stream. Only a
+    server-terminated stream may be read without a Content-Length (WSGI): otherwise nothing."""
+    if not request.environ.get("wsgi.input_terminated"):
+        return
+    stream, left = request.environ["wsgi.input"], at_most
+    while left > 0 and (chunk := stream.read(min(1 << 16, left))):
+        left -= len(chunk)
+        yield chunk
 
 
 def _too_large(size: int | None, env: ServingEnv) -> PayloadTooLarge:
@@ -104,29 +113,23 @@ def _too_large(size: int | None, env: ServingEnv) -> PayloadTooLarge:
     return PayloadTooLarge(f"{shown} exceeds the {env.max_payload_mb} MB limit ({env.max_payload_bytes} bytes)")
 
 
-def _discard_unread_body(limit: int) -> None:
-    """Read what is left of a refused request's body (at most `limit` bytes), so the keep-alive
-    connection is clean: otherwise the server's next read on it blocks a request thread (gunicorn
-    gthread) until the client sends again or hangs up, which also stalls graceful shutdown."""
-    if not request.environ.get("wsgi.input_terminated"):
-        return  # without a server-terminated stream, reading past the request would block
-    stream, left = request.environ["wsgi.input"], limit
-    while left > 0 and (chunk := stream.read(min(1 << 16, left))):
-        left -= len(chunk)
+def _discard_unread_body(env: ServingEnv) -> None:
+    """Read what is left of a refused request's body (at most twice the limit), so the keep-alive connection is
+    clean: otherwise the server's next read on it blocks a request thread (gunicorn gthread) until the client
+    (nginx, holding its idle upstream connection) sends again or hangs up, which also stalls graceful shutdown."""
+    deque(_unread_input(2 * env.max_payload_bytes), maxlen=0)
 
 
-def _register_error_handlers(app: Flask) -> None:
-    drain_limit = 2 * app.config["MAX_CONTENT_LENGTH"]
-
+def _register_error_handlers(app: Flask, env: ServingEnv) -> None:
     @app.errorhandler(ServingError)
     def serving_error(exc: ServingError):
         log.info("request refused (%d): %s", exc.status, exc)
-        _discard_unread_body(drain_limit)
+        _discard_unread_body(env)
         return jsonify(error=str(exc)), exc.status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # 404, 405, werkzeug's own 413 (MAX_CONTENT_LENGTH), ...
-        _discard_unread_body(drain_limit)
+    def http_error(exc: HTTPException):  # 404, 405, ...
+        _discard_unread_body(env)
         return jsonify(error=exc.description or exc.name), exc.code
 
     @app.errorhandler(Exception)

@@ -32,7 +32,9 @@ verbose=true|false. Unknown keys are ignored.
 Errors: 415 unsupported Content-Type, 406 unsupported Accept, 400 undecodable body, 413 when a request
 would cost far more than its bytes, checked from the headers before any pixel is decoded: an image over the
 pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
-request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images. The message names the limit.
+request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images. The message names the limit. Pillow's
+decompression-bomb guard is handled here only (guard_decompression_bombs, pillow_errors): a bomb met while
+opening or, in the predictor, decoding is a 413.
 """
 
 import base64
@@ -42,7 +44,8 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +84,21 @@ def guard_decompression_bombs() -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
+@contextmanager
+def pillow_errors(where: str, unreadable: Callable[[Exception], ServingError] | None = None) -> Iterator[None]:
+    """Pillow opening or decoding `where`: a decompression bomb is a 413 (here only, for opening and decoding
+    alike); any other exception, of the many types Pillow raises for hostile or corrupt input, unreadable(exc)
+    or else a 400 saying `where` cannot be decoded."""
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"{where} refused as a decompression bomb: {exc}") from None
+    except Exception as exc:
+        if unreadable is not None:
+            raise unreadable(exc) from None
+        raise ServingError(f"{where} cannot be decoded ({type(exc).__name__}: {exc})") from None
+
+
 def check_size(width: int, height: int, limits: DecodeLimits, where: str = "image") -> None:
     """Refuse an image whose pixels or resized size would cost far more than its bytes (413 names the limit)."""
     if width < 1 or height < 1:
@@ -109,12 +127,8 @@ def check_request(sizes: list[tuple[int, int]], limits: DecodeLimits) -> None:
 def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> Image.Image:
     """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
     Image.init()  # load every plugin once: Image.open(formats=...) looks the names up without doing so
-    try:
+    with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"{where} refused as a decompression bomb: {exc}") from None
-    except Exception as exc:  # Pillow raises many types for hostile input; all mean "not an image"
-        raise _unreadable(where, media_type, exc) from None
     check_size(*image.size, limits, where)
     return image
 

@@ -69,15 +69,14 @@ def _error_pages(max_body_bytes: int) -> str:
     )
 
 
-def config(front: FrontConfig) -> str:
-    """nginx.conf for one worker process (the event loop needs far less than a core at our request rates)."""
-    run = front.run_dir
-    return f"""daemon off;
+# nginx.conf for one worker process (the event loop needs far less than a core at our request rates); config()
+# fills in the fields. Temp files live in the run directory; every error nginx answers itself is JSON.
+NGINX_CONF = """daemon off;
 worker_processes 1;
 pid {run}/nginx.pid;
 error_log stderr warn;
 worker_rlimit_nofile 8192;
-worker_shutdown_timeout {SHUTDOWN_TIMEOUT_S}s;
+worker_shutdown_timeout {shutdown_timeout_s}s;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -88,34 +87,52 @@ http {{
     fastcgi_temp_path {run}/fastcgi;
     uwsgi_temp_path {run}/uwsgi;
     scgi_temp_path {run}/scgi;
-    client_max_body_size {front.max_body_bytes};
-    client_body_buffer_size {BODY_MEMORY_BUFFER};
+    client_max_body_size {max_body_bytes};
+    client_body_buffer_size {body_memory_buffer};
     client_header_buffer_size 4k;
-    large_client_header_buffers 4 {HEADER_BUFFER};
-    client_header_timeout {SLOW_CLIENT_TIMEOUT_S}s;
-    client_body_timeout {SLOW_CLIENT_TIMEOUT_S}s;
-    send_timeout {SLOW_CLIENT_TIMEOUT_S}s;
+    large_client_header_buffers 4 {header_buffer};
+    client_header_timeout {slow_client_timeout_s}s;
+    client_body_timeout {slow_client_timeout_s}s;
+    send_timeout {slow_client_timeout_s}s;
     upstream model_server {{
-        server unix:{socket_path(run)};
+        server unix:{socket};
         keepalive 32;
-        keepalive_timeout {UPSTREAM_KEEPALIVE_S - 3}s;
+        keepalive_timeout {upstream_idle_s}s;
     }}
     server {{
-        listen 0.0.0.0:{front.port} reuseport backlog=1024;
+        listen 0.0.0.0:{port} reuseport backlog=1024;
         location / {{
-            if (!-f {ready_marker(run)}) {{ return 503; }}
+            if (!-f {ready_marker}) {{ return 503; }}
             proxy_pass http://model_server;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering on;
             proxy_buffers 64 16k;
-            proxy_read_timeout {front.request_timeout_s + 5}s;
-            proxy_send_timeout {front.request_timeout_s + 5}s;
+            proxy_read_timeout {proxy_timeout_s}s;
+            proxy_send_timeout {proxy_timeout_s}s;
             proxy_intercept_errors off;
         }}
-{_error_pages(front.max_body_bytes)}    }}
+{error_pages}    }}
 }}
 """
+
+
+def config(front: FrontConfig) -> str:
+    """nginx.conf for this server (NGINX_CONF)."""
+    return NGINX_CONF.format(
+        run=front.run_dir,
+        port=front.port,
+        max_body_bytes=front.max_body_bytes,
+        proxy_timeout_s=front.request_timeout_s + 5,
+        socket=socket_path(front.run_dir),
+        ready_marker=ready_marker(front.run_dir),
+        error_pages=_error_pages(front.max_body_bytes),
+        shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
+        body_memory_buffer=BODY_MEMORY_BUFFER,
+        header_buffer=HEADER_BUFFER,
+        slow_client_timeout_s=SLOW_CLIENT_TIMEOUT_S,
+        upstream_idle_s=UPSTREAM_KEEPALIVE_S - 3,
+    )
 
 
 def command(config_path: Path) -> list[str]:

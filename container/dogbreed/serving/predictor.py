@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +25,11 @@ import torch
 from PIL import Image
 from torch.fx.experimental.optimization import fuse
 
-from .. import hardware, quantize
-from ..errors import PayloadTooLarge, ServingError
+from .. import hardware, quantize, sm_env
+from ..errors import ServingError
 from ..model import Artifact, load_artifact
 from ..presets import ClassificationPresetEval, decode_rgb
+from . import codecs
 from .batching import DynamicBatcher
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,27 @@ GPU_INT8 = "int8 kernels run on the CPU and this host serves on its GPU"
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    precision: str = "fp32"  # fp32 | bf16 | int8 | auto; the server passes ServingEnv's (default auto)
-    max_batch_size: int = 16
-    max_batch_delay_ms: float = 20
+    """How a predictor runs; the defaults are ServingEnv's (dogbreed.sm_env, beside the variables that set them)."""
+
+    precision: str = sm_env.DEFAULT_PRECISION  # auto | fp32 | bf16 | int8
+    max_batch_size: int = sm_env.DEFAULT_MAX_BATCH_SIZE
+    max_batch_delay_ms: float = sm_env.DEFAULT_MAX_BATCH_DELAY_MS
     torch_threads: int | None = None  # compute threads of this process; None: torch's default
     streams: int = 1  # batches computed at the same time, sharing torch_threads (see DynamicBatcher)
-    timeout_s: float = 60  # a request's inference deadline (503 after it)
+    timeout_s: float = sm_env.DEFAULT_SERVER_TIMEOUT  # a request's inference deadline (503 after it)
     jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
+
+    @classmethod
+    def from_env(cls, env: sm_env.ServingEnv, *, torch_threads: int, streams: int) -> "PredictorConfig":
+        """The server's config: the environment's settings, with the threads and streams planned for this host."""
+        return cls(
+            precision=env.precision,
+            max_batch_size=env.max_batch_size,
+            max_batch_delay_ms=env.max_batch_delay_ms,
+            torch_threads=torch_threads,
+            streams=streams,
+            timeout_s=env.timeout,
+        )
 
 
 def prepare_for_inference(model: torch.nn.Module, precision: str, device: str) -> torch.nn.Module:
@@ -62,20 +76,13 @@ def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
     return prepare_for_inference(artifact.model, precision, device)
 
 
-def _set_threads(count: int | None) -> None:
-    if not count:
-        return
-    torch.set_num_threads(count)
-    with suppress(RuntimeError):  # settable only before the first inter-op task; harmless afterwards
-        torch.set_num_interop_threads(1)
-
-
 class Predictor:
     """Thread-safe: call predict() from any number of request threads."""
 
     def __init__(self, artifact: Artifact, config: PredictorConfig = PredictorConfig(), *, host=None):
         started = time.perf_counter()
-        _set_threads(config.torch_threads)
+        if config.torch_threads:
+            hardware.set_torch_threads(config.torch_threads, interop=1)
         self.config = config
         self.class_names = list(artifact.class_names)
         self.preprocess_config = artifact.preprocess
@@ -115,10 +122,6 @@ class Predictor:
         """Load the artifact training wrote; ArtifactError says what is missing or broken."""
         return cls(load_artifact(model_dir), config)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     def predict(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         """Class probabilities, float32 N x C, one row per image in order."""
         with self._batcher.slot() as slot:
@@ -135,23 +138,15 @@ class Predictor:
         One compute thread (the setting is per thread, restored after): concurrent request threads
         would otherwise each start a team of OpenMP threads for a small resize and oversubscribe.
         """
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with hardware.torch_threads(1):
             return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
-        finally:
-            torch.set_num_threads(threads)
 
     def _to_tensor(self, image: Image.Image | np.ndarray, index: int) -> torch.Tensor:
         if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
             pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
-        try:
+        with codecs.pillow_errors(f"image {index}"):
             rgb = decode_rgb(image, config=self.preprocess_config if self.config.jpeg_draft else None)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PayloadTooLarge(f"image {index} refused as a decompression bomb: {exc}") from None
-        except Exception as exc:  # Pillow raises many types for corrupt or truncated data
-            raise ServingError(f"image {index} cannot be decoded ({type(exc).__name__}: {exc})") from None
         return self._transform(rgb)
 
     @torch.inference_mode()
@@ -165,7 +160,7 @@ class Predictor:
 
     def _run_batch(self, payloads: list[torch.Tensor]) -> list[np.ndarray]:
         # The worker's threads are shared by the streams computing now (the setting is per thread).
-        torch.set_num_threads(max(1, self._threads // self._batcher.running))
+        hardware.set_torch_threads(max(1, self._threads // self._batcher.running))
         probabilities = self.forward(torch.cat(payloads))
         return np.split(probabilities, np.cumsum([len(p) for p in payloads])[:-1])
 
