@@ -117,7 +117,7 @@ def test_serving_env_overrides(tmp_path):
         ("SAGEMAKER_BIND_TO_PORT=eighty", "SAGEMAKER_BIND_TO_PORT='eighty' is not an integer"),
         ("SAGEMAKER_MODEL_SERVER_TIMEOUT=1.5", "SAGEMAKER_MODEL_SERVER_TIMEOUT='1.5' is not an integer"),
         ("SAGEMAKER_MODEL_SERVER_WORKERS=0", "SAGEMAKER_MODEL_SERVER_WORKERS='0' must be at least 1"),
-        ("SAGEMAKER_BATCH_STRATEGY=EVERYTHING", "SINGLE_RECORD or MULTI_RECORD"),
+        ("SAGEMAKER_BATCH_STRATEGY=EVERYTHING", "expected one of SINGLE_RECORD, MULTI_RECORD"),
         ("DOGBREED_PRECISION=fp8", "DOGBREED_PRECISION='fp8'"),
     ],
 )
