@@ -12,8 +12,8 @@ from torch.nn import functional
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 
-from .contract.hyperparams import OPTIMIZERS as OPTIMIZER_NAMES
-from .contract.hyperparams import Hyperparameters, check_implemented
+from .contract import hyperparams
+from .contract.hyperparams import Hyperparameters
 from .distributed import Cluster
 from .hardware import feature_autocast, training_autocast
 
@@ -23,7 +23,7 @@ OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], Hyperparameters], torch.opti
     "adamw": lambda params, hps: torch.optim.AdamW(params, lr=hps.lr, weight_decay=hps.weight_decay),
     "sgd": lambda params, hps: torch.optim.SGD(params, lr=hps.lr, momentum=hps.momentum, weight_decay=hps.weight_decay),
 }
-check_implemented(OPTIMIZER_NAMES, OPTIMIZERS, "dogbreed.engine.OPTIMIZERS")
+hyperparams.check_implemented(hyperparams.OPTIMIZERS, OPTIMIZERS, "dogbreed.engine.OPTIMIZERS")
 
 
 class Interrupted(Exception):

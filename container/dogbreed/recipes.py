@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from . import data
-from .contract.hyperparams import CACHED_FEATURES, Hyperparameters
+from .contract.hyperparams import CACHED_FEATURES, Hyperparameters, setting
 from .distributed import Cluster
 from .engine import extract_features
 from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
@@ -91,7 +91,7 @@ def choose(
     if blockers:
         log.info("recipe: the model on images, the backbone runs at every step (%s)", ", ".join(blockers))
         return on_images(model, trained, images, batching)
-    settings = ", ".join(f"{key}={str(value).lower()}" for key, value in CACHED_FEATURES.items())
+    settings = ", ".join(setting(key, value) for key, value in CACHED_FEATURES.items())
     log.info("recipe: the head on cached features (%s): computing backbone features once", settings)
     return on_cached_features(
         model, images, batching, device=node.device, should_stop=should_stop, precision=hps.feature_precision

@@ -119,7 +119,12 @@ class Hyperparameters:
     def why_not_cached_features(self) -> list[str]:
         """The settings (key=value) that keep this job from training on cached features; [] when it does."""
         values = {key: getattr(self, key) for key in CACHED_FEATURES}
-        return [f"{key}={str(value).lower()}" for key, value in values.items() if value != CACHED_FEATURES[key]]
+        return [setting(key, value) for key, value in values.items() if value != CACHED_FEATURES[key]]
+
+
+def setting(key: str, value: object) -> str:
+    """A hyperparameter as a user writes it: augment=false."""
+    return f"{key}={str(value).lower()}"
 
 
 def check_implemented(names: tuple[str, ...], implemented: Iterable[str], what: str) -> None:
