@@ -59,9 +59,9 @@ def _no_step() -> None:
 
 
 @contextlib.contextmanager
-def profiled_steps(enabled: bool, out_dir: Path) -> Iterator[Callable[[], None]]:
-    """Yield a per-step callback; when enabled, trace a few steps (Chrome trace + op table) into out_dir."""
-    if not enabled:
+def profiled_steps(out_dir: Path | None) -> Iterator[Callable[[], None]]:
+    """Yield a per-step callback; given a directory, trace a few steps (Chrome trace + op table) into it."""
+    if out_dir is None:
         yield _no_step
         return
     out_dir.mkdir(parents=True, exist_ok=True)

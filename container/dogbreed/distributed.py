@@ -77,6 +77,11 @@ class Cluster:
         return box[0]
 
 
+def is_master_host(env: TrainingEnv) -> bool:
+    """Whether this host runs global rank 0 (see cluster()), the one process that writes the model and checkpoints."""
+    return env.current_host == env.hosts[0]
+
+
 def master_address(env: TrainingEnv) -> tuple[str, int]:
     """The master host (SageMaker resolves algo-1 …), loopback on one host, unless the environment overrides it."""
     default = env.hosts[0] if len(env.hosts) > 1 else "127.0.0.1"

@@ -1,4 +1,5 @@
-"""The training loop proper: one epoch of training, evaluation, backbone feature extraction (no env, no I/O)."""
+"""The training loop proper: its construction from the hyperparameters (optimizer, schedule, loss, DDP), one epoch
+of training, evaluation, backbone feature extraction (no env, no I/O)."""
 
 import contextlib
 import math
@@ -8,9 +9,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 
+from .contract import hyperparams
+from .contract.hyperparams import Hyperparameters
+from .distributed import Cluster
 from .hardware import feature_autocast, training_autocast
+
+# Each optimizer the contract names, built over the parameters that train.
+OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], Hyperparameters], torch.optim.Optimizer]] = {
+    "adam": lambda params, hps: torch.optim.Adam(params, lr=hps.lr, weight_decay=hps.weight_decay),
+    "adamw": lambda params, hps: torch.optim.AdamW(params, lr=hps.lr, weight_decay=hps.weight_decay),
+    "sgd": lambda params, hps: torch.optim.SGD(params, lr=hps.lr, momentum=hps.momentum, weight_decay=hps.weight_decay),
+}
+hyperparams.check_implemented(hyperparams.OPTIMIZERS, OPTIMIZERS, "dogbreed.engine.OPTIMIZERS")
 
 
 class Interrupted(Exception):
@@ -44,6 +57,14 @@ def cosine_with_warmup(base_lr: float, total_steps: int, warmup_steps: int) -> C
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return lr_at
+
+
+def lr_schedule(hps: Hyperparameters, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning rate per training step (lr_schedule, warmup_epochs); None: the optimizer's constant lr."""
+    if hps.lr_schedule == "none":
+        return None
+    warmup = round(hps.warmup_epochs * steps_per_epoch)
+    return cosine_with_warmup(hps.lr, hps.epochs * steps_per_epoch, warmup)
 
 
 def _never() -> bool:
@@ -133,6 +154,38 @@ class Loop:
                 pairs = (labels.cpu(), outputs.argmax(dim=1).cpu())
                 confusion.index_put_(pairs, torch.ones(labels.numel(), dtype=confusion.dtype), accumulate=True)
         return _result(totals)
+
+
+def make_loop(
+    hps: Hyperparameters,
+    module: nn.Module,
+    trained: list[nn.Module],
+    node: Cluster,
+    *,
+    steps_per_epoch: int,
+    should_stop: Callable[[], bool] = _never,
+    optimizer_state: dict | None = None,
+    epochs_done: int = 0,
+) -> Loop:
+    """The loop that trains `module`'s unfrozen parameters (`trained` go to train mode each epoch) with the
+    hyperparameters' optimizer, loss and schedule; DDP across processes, a GradScaler on CUDA. On resume, the
+    optimizer's saved state and the schedule continue after epochs_done."""
+    optimizer = OPTIMIZERS[hps.optimizer]([p for p in module.parameters() if p.requires_grad], hps)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    return Loop(
+        model=DistributedDataParallel(module) if node.distributed else module,
+        criterion=SmoothedCrossEntropyLoss(label_smoothing=hps.label_smoothing),
+        optimizer=optimizer,
+        device=node.device,
+        train_modules=trained,
+        eval_model=module,
+        should_stop=should_stop,
+        reduce=node.sum,
+        scaler=torch.amp.GradScaler("cuda") if node.device.type == "cuda" else None,
+        lr_at=lr_schedule(hps, steps_per_epoch),
+        steps_done=epochs_done * steps_per_epoch,
+    )
 
 
 def _batch_totals(loss: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from .contract.hyperparams import FINE_TUNE_MODES, check_implemented
 from .errors import ArtifactError, UserError
 from .files import torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
@@ -45,6 +47,24 @@ def build_model(head: HeadConfig) -> nn.Module:
     else:
         model.fc = nn.Linear(BACKBONE_FEATURES, head.num_classes)
     return model
+
+
+# What each fine_tune mode (named in the contract) trains: the head; + ResNet's last stage; everything.
+TRAINED_MODULES: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
+    "head": lambda model: [model.fc],
+    "last_stage": lambda model: [model.layer4, model.fc],
+    "all": lambda model: [model],
+}
+check_implemented(FINE_TUNE_MODES, TRAINED_MODULES, "dogbreed.model.TRAINED_MODULES")
+
+
+def freeze(model: nn.Module, fine_tune: str) -> list[nn.Module]:
+    """Freeze all but the modules fine_tune trains; returns those."""
+    trained = TRAINED_MODULES[fine_tune](model)
+    model.requires_grad_(False)
+    for module in trained:
+        module.requires_grad_(True)
+    return trained
 
 
 def cached_imagenet_weights_path() -> Path:

@@ -98,23 +98,19 @@ def read_json(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class TrainingEnv:
-    """What a training job is given: hyperparameters (strings), channels, hosts, checkpoint dir."""
+    """What a training job is given: hyperparameters (strings), channels, checkpoint dir, hosts."""
 
     paths: Paths
     hyperparameters: dict[str, str]
     channels: dict[str, Path]
+    checkpoint_dir: Path  # checkpointconfig.json's LocalPath, else paths.default_checkpoint_dir
     current_host: str = "algo-1"
     hosts: list[str] = field(default_factory=lambda: ["algo-1"])
     network_interface: str | None = None
-    checkpoint_dir: Path | None = None
     debughook_config: Path | None = None
     # torch.distributed rendezvous overrides (SM_/MASTER_ADDR, SM_/MASTER_PORT); None: master host, default port
     master_addr: str | None = None
     master_port: int | None = None
-
-    @property
-    def is_master(self) -> bool:
-        return self.current_host == self.hosts[0]
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "TrainingEnv":

@@ -3,17 +3,22 @@
 import dataclasses
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
 
+# Names of choices whose meaning is code in the container: each is mapped once, where it is implemented
+# (optimizers: dogbreed.engine.OPTIMIZERS; fine-tune modes: dogbreed.model.TRAINED_MODULES), checked against these.
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FINE_TUNE_MODES = ("head", "last_stage", "all")
 FEATURE_PRECISIONS = ("auto", "fp32")
 LR_SCHEDULES = ("cosine", "none")
 SELECT_BY = ("valid_loss", "valid_acc", "last")
+# The settings under which `train` runs the frozen backbone once and trains the head on its features
+# (dogbreed.recipes); anything else runs the backbone at every step.
+CACHED_FEATURES = {"fine_tune": "head", "augment": False, "cache_features": True}
 # Keys SageMaker (SDK, HPO) adds on its own; they are not ours to validate.
 _PLATFORM_PREFIXES = ("sagemaker_", "_")
 
@@ -110,6 +115,22 @@ class Hyperparameters:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def why_not_cached_features(self) -> list[str]:
+        """The settings (key=value) that keep this job from training on cached features; [] when it does."""
+        values = {key: getattr(self, key) for key in CACHED_FEATURES}
+        return [setting(key, value) for key, value in values.items() if value != CACHED_FEATURES[key]]
+
+
+def setting(key: str, value: object) -> str:
+    """A hyperparameter as a user writes it: augment=false."""
+    return f"{key}={str(value).lower()}"
+
+
+def check_implemented(names: tuple[str, ...], implemented: Iterable[str], what: str) -> None:
+    """Called where a choice's names are mapped to code, at import: the mapping covers exactly the contract's names."""
+    if sorted(implemented) != sorted(names):
+        raise RuntimeError(f"{what} implements {sorted(implemented)}; the contract names {list(names)}")
 
 
 def _unknown(key: str, text: str, known: list[str]) -> str:

@@ -1,0 +1,137 @@
+"""ResNet50 + head and the model artifact (dogbreed.model): shapes, save/load round trip, tensors-only loading,
+refused artifacts, and what each fine_tune mode trains."""
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dogbreed.contract.hyperparams import Hyperparameters
+from dogbreed.distributed import Cluster
+from dogbreed.engine import make_loop
+from dogbreed.errors import ArtifactError
+from dogbreed.model import CONFIG_FILE, WEIGHTS_FILE, HeadConfig, build_model, freeze, load_artifact, save_artifact
+from dogbreed.presets import PreprocessConfig
+
+HEAD = HeadConfig(num_classes=3, hidden_units=8, dropout=0.0)
+CLASSES = ["akita", "beagle", "corgi"]
+PREPROCESS = PreprocessConfig(image_size=32)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # small: ResNet50 still runs
+
+
+@pytest.fixture(scope="module")
+def original() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(HEAD).eval()
+
+
+@pytest.fixture(scope="module")
+def saved(original: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One valid artifact (94 MB of weights, written once)."""
+    directory = tmp_path_factory.mktemp("artifact")
+    save_artifact(directory, original, class_names=CLASSES, head=HEAD, preprocess=PREPROCESS, metrics={"test_acc": 0.5})
+    return directory
+
+
+@pytest.fixture
+def artifact_dir(saved: Path, tmp_path: Path) -> Path:
+    """A copy of the valid artifact: its own config, the weights linked (replace_weights unlinks before writing)."""
+    (tmp_path / CONFIG_FILE).write_bytes((saved / CONFIG_FILE).read_bytes())
+    (tmp_path / WEIGHTS_FILE).symlink_to(saved / WEIGHTS_FILE)
+    return tmp_path
+
+
+def replace_weights(directory: Path, write: Callable[[Path], object]) -> None:
+    (directory / WEIGHTS_FILE).unlink()
+    write(directory / WEIGHTS_FILE)
+
+
+def test_the_head_maps_backbone_features_to_one_output_per_class():
+    hidden = build_model(HeadConfig(num_classes=5, hidden_units=8, dropout=0.3)).fc
+    assert [type(layer) for layer in hidden] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert (hidden[0].in_features, hidden[0].out_features, hidden[2].p, hidden[3].out_features) == (2048, 8, 0.3, 5)
+    linear = build_model(HeadConfig(num_classes=5, hidden_units=0)).fc
+    assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (2048, 5)
+    for head in (hidden, linear):
+        assert head(torch.randn(2, 2048)).shape == (2, 5)
+
+
+def test_saved_artifact_loads_to_the_same_outputs(saved, original, images):
+    artifact = load_artifact(saved)
+    assert (artifact.class_names, artifact.head, artifact.preprocess) == (CLASSES, HEAD, PREPROCESS)
+    assert artifact.metrics == {"test_acc": 0.5} and not artifact.model.training
+    with torch.no_grad():
+        torch.testing.assert_close(artifact.model(images), original(images), rtol=0, atol=0)
+
+
+class RunsCodeWhenUnpickled:
+    """A pickle payload: unpickling it with weights_only=False would create `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_weights_are_loaded_as_tensors_only_never_as_code(artifact_dir, tmp_path):
+    marker = tmp_path / "code-ran"
+    replace_weights(artifact_dir, lambda path: torch.save({"fc.0.weight": RunsCodeWhenUnpickled(marker)}, path))
+    with pytest.raises(ArtifactError, match="cannot be loaded"):
+        load_artifact(artifact_dir)
+    assert not marker.exists()
+
+
+def rewrite_config(directory: Path, **changes) -> None:
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    (directory / CONFIG_FILE).write_text(json.dumps({**config, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / CONFIG_FILE).unlink(), "incomplete"),
+        (lambda d: (d / WEIGHTS_FILE).unlink(), "incomplete"),
+        (lambda d: (d / CONFIG_FILE).write_text("{not json"), "malformed"),
+        (lambda d: rewrite_config(d, head={"hidden_units": 8}), "malformed"),
+        (lambda d: rewrite_config(d, architecture="vgg16"), "expected 'resnet50'"),
+        (lambda d: rewrite_config(d, class_names=["akita", "beagle"]), "2 class names"),
+        (lambda d: replace_weights(d, lambda path: path.write_bytes(b"not a torch file")), "cannot be loaded"),
+        (
+            lambda d: replace_weights(d, lambda path: torch.save({"fc.0.weight": torch.zeros(1)}, path)),
+            "cannot be loaded",
+        ),
+    ],
+    ids=["no config", "no weights", "bad json", "head incomplete", "architecture", "class count", "garbage", "shapes"],
+)
+def test_a_bad_artifact_is_refused_saying_what_is_wrong(artifact_dir, damage, message):
+    damage(artifact_dir)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(artifact_dir)
+
+
+@pytest.mark.parametrize(
+    ("fine_tune", "trained_prefixes"),
+    [("head", ("fc.",)), ("last_stage", ("layer4.", "fc.")), ("all", ("",))],
+)
+def test_fine_tune_trains_only_its_parameters(original, images, fine_tune, trained_prefixes):
+    model = copy.deepcopy(original)
+    trained = freeze(model, fine_tune)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    hps = Hyperparameters.from_strings({"optimizer": "sgd", "lr": "0.5", "lr_schedule": "none", "fine_tune": fine_tune})
+    data = DataLoader(TensorDataset(images, torch.tensor([0, 1])), batch_size=2)
+    make_loop(hps, model, trained, Cluster(), steps_per_epoch=1).train_epoch(data)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    intended = {name for name in before if name.startswith(trained_prefixes)}
+    assert changed <= intended
+    assert {name for name, p in model.named_parameters() if p.requires_grad} == intended
+    assert {"fc.3.weight", "fc.3.bias"} <= changed  # the output layer learns in every mode
