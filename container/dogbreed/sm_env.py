@@ -20,63 +20,30 @@ DEFAULT_SERVER_TIMEOUT = 60
 REALTIME_MAX_PAYLOAD_MB = 6
 
 
+def _under(*parts: str) -> property:
+    """A read-only attribute: the path `parts` below the base directory (e.g. /opt/ml/model)."""
+    return property(lambda paths: paths.base.joinpath(*parts), doc="/opt/ml/" + "/".join(parts))
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where SageMaker puts inputs and collects outputs, relative to one base directory."""
 
     base: Path
 
-    @property
-    def config_dir(self) -> Path:
-        return self.base / "input" / "config"
-
-    @property
-    def hyperparameters_file(self) -> Path:
-        return self.config_dir / "hyperparameters.json"
-
-    @property
-    def inputdataconfig_file(self) -> Path:
-        return self.config_dir / "inputdataconfig.json"
-
-    @property
-    def resourceconfig_file(self) -> Path:
-        return self.config_dir / "resourceconfig.json"
-
-    @property
-    def checkpointconfig_file(self) -> Path:
-        return self.config_dir / "checkpointconfig.json"
-
-    @property
-    def debughookconfig_file(self) -> Path:
-        return self.config_dir / "debughookconfig.json"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base / "input" / "data"
-
-    @property
-    def model_dir(self) -> Path:
-        return self.base / "model"
-
-    @property
-    def output_dir(self) -> Path:
-        return self.base / "output"
-
-    @property
-    def output_data_dir(self) -> Path:
-        return self.output_dir / "data"
-
-    @property
-    def failure_file(self) -> Path:
-        return self.output_dir / "failure"
-
-    @property
-    def tensors_dir(self) -> Path:
-        return self.output_dir / "tensors"
-
-    @property
-    def default_checkpoint_dir(self) -> Path:
-        return self.base / "checkpoints"
+    config_dir = _under("input", "config")
+    hyperparameters_file = _under("input", "config", "hyperparameters.json")
+    inputdataconfig_file = _under("input", "config", "inputdataconfig.json")
+    resourceconfig_file = _under("input", "config", "resourceconfig.json")
+    checkpointconfig_file = _under("input", "config", "checkpointconfig.json")
+    debughookconfig_file = _under("input", "config", "debughookconfig.json")
+    data_dir = _under("input", "data")
+    model_dir = _under("model")
+    output_dir = _under("output")
+    output_data_dir = _under("output", "data")
+    failure_file = _under("output", "failure")
+    tensors_dir = _under("output", "tensors")  # the Debugger hook writes here; SageMaker uploads it
+    default_checkpoint_dir = _under("checkpoints")
 
 
 def paths_from_environ(environ: Mapping[str, str] = os.environ) -> Paths:
