@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dogbreed.contract.hyperparams import Hyperparameters
+from dogbreed.errors import UserError
+
 from .errors import UsageError
 
 COMMANDS = ("hpo", "train", "deploy", "predict", "cleanup", "report", "transform", "all")
@@ -134,13 +137,18 @@ def _boolean(value: Any) -> bool:
 
 
 def _hyperparameters(value: Any) -> dict[str, str]:
-    """KEY=VALUE strings (flags) or a table (config file) → {key: str(value)}."""
+    """KEY=VALUE strings (flags) or a table (config file) → {key: str(value)}, each checked by the training job's
+    own parser, so a typo is refused here instead of failing the job on SageMaker."""
     items = value.items() if isinstance(value, dict) else (_split_pair(v) for v in value)
     result = {}
     for key, raw in items:
         if not _HP_KEY.fullmatch(key):
             raise ValueError(f"{key!r} is not a hyperparameter name")
         result[key] = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    try:
+        Hyperparameters.from_strings(result)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     return result
 
 
