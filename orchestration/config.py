@@ -218,12 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         "all": "hpo → train → report → deploy → predict → cleanup",
     }
     for name in COMMANDS:
-        _add_flags(commands.add_parser(name, help=helps[name], description=helps[name], argument_default=None))
+        sub = commands.add_parser(name, help=helps[name], description=helps[name], argument_default=None)
+        _add_where_flags(sub.add_argument)
+        _add_job_flags(sub.add_argument)
     return parser
 
 
-def _add_flags(sub: argparse.ArgumentParser) -> None:
-    add = sub.add_argument
+def _add_where_flags(add: Callable[..., Any]) -> None:
+    """Where the run goes and what it reads: account, data, output, instances."""
     add("--config", type=Path, help="JSON or TOML file of these settings (keys like image_uri); flags win")
     add("--image-uri", help=f"ECR image URI (with --local: the local image, default {LOCAL_IMAGE})")
     add("--role-arn", help="SageMaker execution role ARN")
@@ -240,6 +242,10 @@ def _add_flags(sub: argparse.ArgumentParser) -> None:
     add("--transform-input", help="transform: S3 prefix of images to label (with --local: a local directory)")
     add("--transform-output", help="transform: where the answers go (default OUTPUT/transform/JOB)")
     add("--transform-instance-type", help=f"batch transform instance type (default {DEFAULT_ENDPOINT_INSTANCE})")
+
+
+def _add_job_flags(add: Callable[..., Any]) -> None:
+    """What the jobs do: hyperparameters, tuning, limits, Debugger, and which job or endpoint a step acts on."""
     add("--hp", dest="hyperparameters", action="append", metavar="KEY=VALUE", help="hyperparameter (repeatable)")
     add("--hyperparameters-file", help="best hyperparameters file (default WORKDIR/best_hyperparameters.json)")
     add("--objective", help=f"tuning objective: {' (minimise) or '.join(OBJECTIVES)} (maximise)")
