@@ -19,8 +19,9 @@ from sagemaker.estimator import Estimator
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
 from dogbreed.contract.channels import DATA_CHANNELS
-from dogbreed.contract.hyperparams import unquote
+from dogbreed.contract.hyperparams import Hyperparameters, unquote
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.errors import UserError
 from dogbreed.sm_env import DEFAULT_BASE_DIR, Paths
 
 from .config import Settings
@@ -251,4 +252,9 @@ def training_hyperparameters(settings: Settings) -> dict[str, str]:
     except (ValueError, KeyError, TypeError) as exc:
         raise OrchestrationError(f"--hyperparameters-file: {path} has no 'hyperparameters' table ({exc})") from None
     log.info("best hyperparameters from %s: %s", path, tuned)
-    return {**{k: str(v) for k, v in tuned.items()}, **settings.hyperparameters}
+    merged = {**{k: str(v) for k, v in tuned.items()}, **settings.hyperparameters}
+    try:
+        Hyperparameters.from_strings(merged)  # --hp passed this check already; the file is checked here
+    except UserError as exc:
+        raise OrchestrationError(f"--hyperparameters-file: {path}: {exc}") from None
+    return merged

@@ -1,5 +1,7 @@
 """orchestrate.py's contract with the training job, and the one seam to where a run goes: in-process, no AWS."""
 
+import json
+
 import boto3
 import pytest
 from moto_server import aws_environment
@@ -69,6 +71,19 @@ def test_an_invalid_hp_value_names_what_is_allowed(tmp_path):
 def test_known_hyperparameters_and_platform_keys_pass():
     settings = parse_settings(["train", *ACCOUNT_ARGS, "--hp", "lr=0.01", "--hp", "sagemaker_program=x"])
     assert settings.hyperparameters == {"lr": "0.01", "sagemaker_program": "x"}
+
+
+def test_a_best_hyperparameters_file_with_a_typo_is_refused_before_any_request(capsys, tmp_path):
+    """The file is read by the train step (with a session, before its first request: none could reach AWS)."""
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"hyperparameters": {"lr": "0.01", "batch_sise": "64"}}))
+    code = main(["train", *ACCOUNT_ARGS, "--hyperparameters-file", str(best), "--workdir", str(tmp_path / "w")])
+    assert code == 1
+    assert capsys.readouterr().err.startswith(
+        f"orchestrate.py: error: --hyperparameters-file: {best}: unknown hyperparameter batch_sise='64': "
+        "did you mean batch_size? "
+    )
+    assert not (tmp_path / "w" / "state.json").exists()
 
 
 def test_every_tuned_range_and_the_trial_recipe_are_hyperparameters_the_job_accepts():
