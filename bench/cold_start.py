@@ -21,9 +21,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "container")]
-
 
 def full_size_artifact(root: Path) -> Path:
     from dogbreed.model import HeadConfig, build_model, save_artifact

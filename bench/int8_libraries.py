@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Int8 libraries side by side, in one process: speed, agreement with fp32, load time, size, safe loading.
 
-Usage: .venv/bin/python bench/int8_libraries.py --model-dir M [--calibration DIR] [--held-out DIR]
+Usage: PYTHONPATH=. .venv/bin/python bench/int8_libraries.py --model-dir M [--calibration DIR] [--held-out DIR]
            [--calib-images 64] [--seconds 4] [--only fx_x86,ort_qdq,...]
 Run it twice to compare a Cascade Lake (ml.m5.large) with this host: once as is, once with
 ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI in the environment (oneDNN reads it once, at process start).
@@ -18,6 +18,7 @@ transform, and each saved to a file and loaded back (what serving would do) befo
   ort_qdq         ONNX Runtime static int8 (onnxruntime.quantization, QDQ, per-channel s8 weights, u8 activations)
 Last line: <name>_img_s=… <name>_top1_agreement=… <name>_max_prob_diff=… <name>_load_s=… for each.
 Needs, beside the product's requirements: onnxruntime onnx onnxscript (ort_*), torchao (pt2e_x86).
+Run from the repository root (`PYTHONPATH=.`: local_test/make_sample_data.py is not an installed package).
 """
 
 import argparse
@@ -30,18 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+from precision_bench import folder_images, generated_images
+from serve_bench import throughput
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
-
-import torch  # noqa: E402
-from precision_bench import folder_images, generated_images  # noqa: E402
-from serve_bench import throughput  # noqa: E402
-
-from dogbreed import hardware  # noqa: E402
-from dogbreed.model import load_artifact  # noqa: E402
-from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
-from dogbreed.serving.predictor import prepare_for_inference  # noqa: E402
+from dogbreed import hardware
+from dogbreed.model import load_artifact
+from dogbreed.presets import ClassificationPresetEval, decode_rgb
+from dogbreed.serving.predictor import prepare_for_inference
 
 Forward = Callable[[torch.Tensor], np.ndarray]  # contiguous fp32 batch -> probabilities
 log = logging.getLogger("int8_libraries")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Precision benchmark: agreement with exact fp32 and forward speed of each inference variant, on a TRAINED model.
 
-Usage: .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR] [--crops N] [--photos N]
+Usage: PYTHONPATH=. .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR] [--crops N] [--photos N]
+  from the repository root (`PYTHONPATH=.`: local_test/make_sample_data.py is not an installed package)
 
   --model-dir  an artifact written by `train` (model.pt + model_config.json)
   --held-out   a folder of images the model did not train on (e.g. the test/ split); default: freshly
@@ -32,19 +33,15 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+from serve_bench import make_photos, real_photo_sources, throughput
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "container"), str(REPO), str(REPO / "bench")]
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from serve_bench import make_photos, real_photo_sources, throughput  # noqa: E402
-
-from dogbreed import hardware, quantize  # noqa: E402
-from dogbreed.model import Artifact, load_artifact  # noqa: E402
-from dogbreed.presets import ClassificationPresetEval, decode_rgb  # noqa: E402
-from dogbreed.serving.predictor import INPUT_DTYPES, prepare  # noqa: E402
-from local_test.make_sample_data import BREEDS, make_image  # noqa: E402
+from dogbreed import hardware, quantize
+from dogbreed.model import Artifact, load_artifact
+from dogbreed.presets import ClassificationPresetEval, decode_rgb
+from dogbreed.serving.predictor import INPUT_DTYPES, prepare
+from local_test.make_sample_data import BREEDS, make_image
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # preprocessed batch → probabilities (fp32)
 

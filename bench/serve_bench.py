@@ -37,23 +37,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "container"), str(REPO)]
+from dogbreed import hardware, quantize
+from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact
+from dogbreed.presets import PreprocessConfig
+from dogbreed.serving import codecs
+from dogbreed.serving.predictor import INPUT_DTYPES, Predictor, PredictorConfig, prepare
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from dogbreed import hardware, quantize  # noqa: E402
-from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path, load_backbone, save_artifact  # noqa: E402
-from dogbreed.presets import PreprocessConfig  # noqa: E402
-from dogbreed.serving import codecs  # noqa: E402
-from dogbreed.serving.predictor import INPUT_DTYPES, Predictor, PredictorConfig, prepare  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # the server's files and bench/naive_server.py, run as child processes
 
 NUM_CLASSES = 133
 BATCH = 16  # the server's default max batch size
@@ -379,7 +377,7 @@ def _table(title: str, runs: list[dict]) -> None:
         print(f"{'':<8} {r['concurrency']:>4} {r['img_s']:>6.1f} {latency}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256, help="distinct photos (default 256; agreement uses all)")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per concurrency level")
@@ -387,33 +385,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, help="serve this artifact instead of a generated one")
     parser.add_argument("--photos", type=Path, help="a folder of real .jpg/.png photos to re-crop")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="K=V", help="extra env for the real server")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _setup(base: Path, photos: list[bytes], model_dir: Path | None) -> None:
+    """base/model: the given artifact or a generated stand-in; print the machine, the model and the photos."""
+    if model_dir:
+        (base / "model").symlink_to(model_dir.resolve())
+        backbone = "given artifact"
+    else:
+        _, backbone = make_model_dir(base, photos)
+    host = hardware.describe()
+    classes = len(json.loads((base / "model" / "model_config.json").read_text())["class_names"])
+    size_kib = statistics.median(map(len, photos)) / 1024
+    print(f"machine: {host.cpus} cores, {host.memory_bytes / 1024**3:.0f} GiB, bf16 CPU: {host.cpu_has_bf16}, "
+          f"torch {torch.__version__}; model: ResNet50 {classes} classes, {backbone}; "
+          f"{len(photos)} JPEGs {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, median {size_kib:.0f} KiB")  # fmt: skip
+
+
+def _limit_probe(model_dir: Path) -> tuple[Callable[[], float], list[str]]:
+    """Time every in-process variant once; return a probe of the two fastest (best of them) and their names."""
+    models = limit_models(model_dir, BATCH)
+    rates = {name: forward_rate(*model) for name, model in models.items()}
+    print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in rates.items()) + f" img/s (batch {BATCH})")
+    fastest = sorted(rates, key=rates.get)[-2:]  # their order flips with the machine's mood
+    return (lambda: max(forward_rate(*models[name]) for name in fastest)), fastest
+
+
+def _ratios(serve: list[dict], naive: list[dict], limit: float, single_ms: float, agreement: dict) -> dict[str, str]:
+    best, first = serve[-1], serve[0]
+    return {
+        "serve_vs_limit": f"{best['img_s'] / limit:.2f}",
+        "serve_vs_naive": f"{best['img_s'] / naive[-1]['img_s']:.2f}",
+        "p50_c1_ms": f"{first['p50_ms']:.1f}",
+        "p50_c1_vs_decode_forward": f"{first['p50_ms'] / single_ms:.2f}",
+        **agreement,
+        f"serve_c{best['concurrency']}_img_s": f"{best['img_s']:.1f}",
+        "limit_img_s": f"{limit:.1f}",
+    }
+
+
+def _agreement(answers: np.ndarray, reference: np.ndarray, trained: bool) -> dict[str, str]:
+    """The server's answers vs exact fp32: top-1 agreement and the largest probability difference."""
+    print(f"agreement over {len(reference)} photos: fp32 predicts {len(set(reference.argmax(1)))} distinct classes, "
+          f"median top-1 probability {np.median(reference.max(1)):.2f}")  # fmt: skip
+    if not trained:
+        print("note: the stand-in is untrained, its answers near ties: agreement measures precision only with "
+              "--model-dir (a trained model; see also bench/precision_bench.py)")  # fmt: skip
+    return {
+        "top1_agreement_vs_fp32": f"{float((answers.argmax(1) == reference.argmax(1)).mean()):.3f}",
+        "max_prob_diff": f"{float(np.abs(answers - reference).max()):.4f}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
-
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
         base = Path(tmp)
         photos = make_photos(args.images, real_photo_sources(args.photos))
-        if args.model_dir:
-            (base / "model").symlink_to(args.model_dir.resolve())
-            backbone = "given artifact"
-        else:
-            _, backbone = make_model_dir(base, photos)
-        host = hardware.describe()
-        classes = len(json.loads((base / "model" / "model_config.json").read_text())["class_names"])
-        size_kib = statistics.median(map(len, photos)) / 1024
-        print(f"machine: {host.cpus} cores, {host.memory_bytes / 1024**3:.0f} GiB, bf16 CPU: {host.cpu_has_bf16}, "
-              f"torch {torch.__version__}; model: ResNet50 {classes} classes, {backbone}; "
-              f"{len(photos)} JPEGs {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, median {size_kib:.0f} KiB")  # fmt: skip
-
-        models = limit_models(base / "model", BATCH)
-        rates = {name: forward_rate(*model) for name, model in models.items()}
-        print("limit    " + "  ".join(f"{k}={v:.1f}" for k, v in rates.items()) + f" img/s (batch {BATCH})")
-        fastest = sorted(rates, key=rates.get)[-2:]  # their order flips with the machine's mood
-
-        def probe_limit() -> float:
-            return max(forward_rate(*models[name]) for name in fastest)
-
+        _setup(base, photos, args.model_dir)
+        probe_limit, fastest = _limit_probe(base / "model")
         reference = fp32_reference(base / "model", photos)
         serve, probes, answers = serve_runs(base, photos, levels, args.seconds, extra_env, probe_limit=probe_limit)
         _table("serve", serve)
@@ -425,26 +458,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{probes[0]:.1f} / {probes[1]:.1f} img/s")  # fmt: skip
         naive = naive_runs(base, photos, [levels[0], levels[-1]], args.seconds)
         _table("naive", naive)
-
-    agreement = float((answers.argmax(1) == reference.argmax(1)).mean())
-    print(f"agreement over {len(photos)} photos: fp32 predicts {len(set(reference.argmax(1)))} distinct classes, "
-          f"median top-1 probability {np.median(reference.max(1)):.2f}")  # fmt: skip
-    if not args.model_dir:
-        print("note: the stand-in is untrained, its answers near ties: agreement measures precision only with "
-              "--model-dir (a trained model; see also bench/precision_bench.py)")  # fmt: skip
-    max_diff = float(np.abs(answers - reference).max())
-    best, first = serve[-1], serve[0]
-    ratios = {
-        "serve_vs_limit": f"{best['img_s'] / limit:.2f}",
-        "serve_vs_naive": f"{best['img_s'] / naive[-1]['img_s']:.2f}",
-        "p50_c1_ms": f"{first['p50_ms']:.1f}",
-        "p50_c1_vs_decode_forward": f"{first['p50_ms'] / (decode_ms + forward_ms):.2f}",
-        "top1_agreement_vs_fp32": f"{agreement:.3f}",
-        "max_prob_diff": f"{max_diff:.4f}",
-        f"serve_c{best['concurrency']}_img_s": f"{best['img_s']:.1f}",
-        "limit_img_s": f"{limit:.1f}",
-        "precision": precision,
-    }
+    agreement = _agreement(answers, reference, trained=args.model_dir is not None)
+    ratios = {**_ratios(serve, naive, limit, decode_ms + forward_ms, agreement), "precision": precision}
     print(" ".join(f"{k}={v}" for k, v in ratios.items()))
     return 0
 

@@ -12,10 +12,11 @@ It prints img/s per pass and per epoch, then one line of ratios, e.g.
   trial_vs_one_pass=1.2 cached_vs_plain_speedup=6.1 bf16_vs_fp32_pass=2.1 ...
 Target: trial_vs_one_pass <= 1.5.
 
-Run from the repository root (a few minutes on 2 cores with the defaults):
-  .venv/bin/python bench/train_bench.py
-  .venv/bin/python bench/train_bench.py --image-size 64 --per-class 10   # a quick look
-  .venv/bin/python bench/train_bench.py --weights resnet50.pth   # start from a ResNet50 state_dict (e.g. ImageNet)
+Run from the repository root, a few minutes on 2 cores with the defaults (`PYTHONPATH=.`:
+local_test/make_sample_data.py is not an installed package):
+  PYTHONPATH=. .venv/bin/python bench/train_bench.py
+  PYTHONPATH=. .venv/bin/python bench/train_bench.py --image-size 64 --per-class 10   # a quick look
+  PYTHONPATH=. .venv/bin/python bench/train_bench.py --weights resnet50.pth   # from a ResNet50 state_dict (ImageNet)
 """
 
 import argparse
@@ -25,17 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "container")]
+import torch
 
-import torch  # noqa: E402
-
-from dogbreed import data, train  # noqa: E402
-from dogbreed.engine import extract_features  # noqa: E402
-from dogbreed.hardware import choose_threads, cpu_runs_bf16, set_torch_threads  # noqa: E402
-from dogbreed.model import HeadConfig, build_model  # noqa: E402
-from dogbreed.presets import ClassificationPresetEval, PreprocessConfig  # noqa: E402
-from local_test.make_sample_data import make_dataset  # noqa: E402
+from dogbreed import data, train
+from dogbreed.engine import extract_features
+from dogbreed.hardware import choose_threads, cpu_runs_bf16, set_torch_threads
+from dogbreed.model import HeadConfig, build_model
+from dogbreed.presets import ClassificationPresetEval, PreprocessConfig
+from local_test.make_sample_data import make_dataset
 
 PHOTO_SIZE = (500, 375)
 CLASSES = 4

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import sdk, workflow
+from . import workflow
+from .backend import backend_for
 from .config import parse_settings
 from .errors import OrchestrationError, UsageError, describe_aws_error
 
@@ -33,9 +34,9 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
     run = None
     try:
         settings = parse_settings(argv)
-        with sdk.session_for(settings, say) as session:
-            run = workflow.Run(settings, session, say, workflow.load_state(settings))
-            workflow.STEPS[settings.command](run)
+        with backend_for(settings, say) as backend:
+            run = workflow.Run(settings, backend, say, workflow.load_state(settings))
+            run.step(settings.command)
     except UsageError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
     except OrchestrationError as exc:

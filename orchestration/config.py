@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dogbreed.contract.hyperparams import Hyperparameters
+from dogbreed.errors import UserError
+
 from .errors import UsageError
 
 COMMANDS = ("hpo", "train", "deploy", "predict", "cleanup", "report", "transform", "all")
@@ -134,13 +137,18 @@ def _boolean(value: Any) -> bool:
 
 
 def _hyperparameters(value: Any) -> dict[str, str]:
-    """KEY=VALUE strings (flags) or a table (config file) → {key: str(value)}."""
+    """KEY=VALUE strings (flags) or a table (config file) → {key: str(value)}, each checked by the training job's
+    own parser, so a typo is refused here instead of failing the job on SageMaker."""
     items = value.items() if isinstance(value, dict) else (_split_pair(v) for v in value)
     result = {}
     for key, raw in items:
         if not _HP_KEY.fullmatch(key):
             raise ValueError(f"{key!r} is not a hyperparameter name")
         result[key] = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    try:
+        Hyperparameters.from_strings(result)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     return result
 
 
@@ -210,12 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         "all": "hpo → train → report → deploy → predict → cleanup",
     }
     for name in COMMANDS:
-        _add_flags(commands.add_parser(name, help=helps[name], description=helps[name], argument_default=None))
+        sub = commands.add_parser(name, help=helps[name], description=helps[name], argument_default=None)
+        _add_where_flags(sub.add_argument)
+        _add_job_flags(sub.add_argument)
     return parser
 
 
-def _add_flags(sub: argparse.ArgumentParser) -> None:
-    add = sub.add_argument
+def _add_where_flags(add: Callable[..., Any]) -> None:
+    """Where the run goes and what it reads: account, data, output, instances."""
     add("--config", type=Path, help="JSON or TOML file of these settings (keys like image_uri); flags win")
     add("--image-uri", help=f"ECR image URI (with --local: the local image, default {LOCAL_IMAGE})")
     add("--role-arn", help="SageMaker execution role ARN")
@@ -232,6 +242,10 @@ def _add_flags(sub: argparse.ArgumentParser) -> None:
     add("--transform-input", help="transform: S3 prefix of images to label (with --local: a local directory)")
     add("--transform-output", help="transform: where the answers go (default OUTPUT/transform/JOB)")
     add("--transform-instance-type", help=f"batch transform instance type (default {DEFAULT_ENDPOINT_INSTANCE})")
+
+
+def _add_job_flags(add: Callable[..., Any]) -> None:
+    """What the jobs do: hyperparameters, tuning, limits, Debugger, and which job or endpoint a step acts on."""
     add("--hp", dest="hyperparameters", action="append", metavar="KEY=VALUE", help="hyperparameter (repeatable)")
     add("--hyperparameters-file", help="best hyperparameters file (default WORKDIR/best_hyperparameters.json)")
     add("--objective", help=f"tuning objective: {' (minimise) or '.join(OBJECTIVES)} (maximise)")

@@ -26,26 +26,27 @@ CONTENT_TYPE = "application/json"
 ACCEPT_LABELLED = "application/json;verbose=true"
 
 
-def model_artifact(settings: Settings, session: sagemaker.Session, training_job: str) -> str:
-    """The model.tar.gz a training job produced (a dry run assumes SageMaker's default location)."""
-    if settings.local:  # local mode forgets its jobs when the process ends; their artifacts stay in OUTPUT
-        artifact = f"{settings.output_s3}/{training_job}/model.tar.gz"
-        if not Path(urlparse(artifact).path).is_file():
-            raise OrchestrationError(f"local training job {training_job}: no model artifact at {artifact}")
-        return artifact
+def model_artifact(session: sagemaker.Session, training_job: str, default: str = "") -> str:
+    """The model.tar.gz a training job produced (or `default`, when its description names none)."""
     description = session.sagemaker_client.describe_training_job(TrainingJobName=training_job)
-    artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or default
     if artifact:
         return artifact
-    if settings.dry_run:
-        return f"{settings.output_s3 or 's3://OUTPUT'}/{training_job}/output/model.tar.gz"
     raise OrchestrationError(
         f"training job {training_job} has no model artifact (status {description.get('TrainingJobStatus')})"
     )
 
 
-def deploy(settings: Settings, session: sagemaker.Session, model_data: str, endpoint_name: str) -> None:
-    """Model (same name as the endpoint and its config) → endpoint; waits with progress until InService."""
+def local_model_artifact(output: str, training_job: str) -> str:
+    """Local mode forgets its jobs when the process ends; their artifacts stay in OUTPUT/JOB."""
+    artifact = f"{output}/{training_job}/model.tar.gz"
+    if not Path(urlparse(artifact).path).is_file():
+        raise OrchestrationError(f"local training job {training_job}: no model artifact at {artifact}")
+    return artifact
+
+
+def deploy(settings: Settings, session: sagemaker.Session, model_data: str, endpoint_name: str, blocking: bool) -> None:
+    """Model (same name as the endpoint and its config) → endpoint; blocking: until it is in service."""
     model = Model(
         image_uri=settings.image_uri,
         model_data=model_data,
@@ -57,10 +58,12 @@ def deploy(settings: Settings, session: sagemaker.Session, model_data: str, endp
         initial_instance_count=1,
         instance_type=settings.endpoint_instance_type,
         endpoint_name=endpoint_name,
-        wait=settings.local,
+        wait=blocking,
     )
-    if settings.dry_run or settings.local:
-        return
+
+
+def wait(settings: Settings, session: sagemaker.Session, endpoint_name: str, say: Callable[[str], None]) -> None:
+    """Until InService, with a line per status change."""
     wait_for(
         Watched(
             kind="endpoint",
@@ -70,6 +73,7 @@ def deploy(settings: Settings, session: sagemaker.Session, model_data: str, endp
             done=("InService",),
         ),
         settings.poll_seconds,
+        say,
     )
 
 

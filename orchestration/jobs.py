@@ -18,8 +18,13 @@ from sagemaker.debugger import (
 from sagemaker.estimator import Estimator
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
+from dogbreed.contract.channels import DATA_CHANNELS
+from dogbreed.contract.hyperparams import Hyperparameters, unquote
+from dogbreed.contract.metrics import METRIC_DEFINITIONS
+from dogbreed.errors import UserError
+from dogbreed.sm_env import DEFAULT_BASE_DIR, Paths
+
 from .config import Settings
-from .container_code import metric_definitions
 from .errors import OrchestrationError
 
 log = logging.getLogger(__name__)
@@ -43,15 +48,24 @@ MANAGED_RULES = {
     "loss_not_decreasing": "losses",
 }
 TENSOR_SAVE_INTERVAL = "10"
-# Where the container's smdebug hook writes (SageMaker uploads it to the hook's S3OutputPath).
-CONTAINER_TENSORS_DIR = "/opt/ml/output/tensors"
+CONTAINER = Paths(Path(DEFAULT_BASE_DIR))  # the training job's /opt/ml, as the container sees it
+# Local mode ignores Debugger settings: the hook config travels as a file in this channel instead.
 LOCAL_HOOK_CHANNEL = "debughook"
-CHANNELS = ("train", "valid", "test")
 
 
 def channels(settings: Settings) -> dict[str, str]:
     """The dogImages splits as SageMaker channels train / valid / test."""
-    return {name: f"{settings.data_s3.rstrip('/')}/{name}" for name in CHANNELS}
+    return {name: f"{settings.data_s3.rstrip('/')}/{name}" for name in DATA_CHANNELS}
+
+
+def local_channels(settings: Settings, job_name: str) -> dict[str, str]:
+    """Local mode: the data channels, and the hook config written to WORKDIR/JOB as one more channel."""
+    return {**channels(settings), LOCAL_HOOK_CHANNEL: write_local_hook_config(settings, settings.workdir / job_name)}
+
+
+def _metric_definitions() -> list[dict[str, str]]:
+    """SageMaker MetricDefinitions for the training log lines (copies: the SDK keeps what it is given)."""
+    return [dict(d) for d in METRIC_DEFINITIONS]
 
 
 def _common(settings: Settings, session: sagemaker.Session, hyperparameters: dict) -> dict[str, Any]:
@@ -62,7 +76,7 @@ def _common(settings: Settings, session: sagemaker.Session, hyperparameters: dic
         "instance_type": settings.train_instance_type,
         "sagemaker_session": session,
         "hyperparameters": hyperparameters,
-        "metric_definitions": metric_definitions(),
+        "metric_definitions": _metric_definitions(),
         "max_run": settings.max_run_seconds,
     }
 
@@ -80,19 +94,9 @@ def tuning_estimator(settings: Settings, session: sagemaker.Session, static: dic
 def training_estimator(
     settings: Settings, session: sagemaker.Session, job_name: str, hyperparameters: dict
 ) -> Estimator:
-    """Our image with Debugger hook + rules + Profiler on SageMaker; in local mode the hook config goes in a channel."""
-    common = _common(settings, session, hyperparameters)
-    if settings.local:
-        # Local mode ignores Debugger settings: the container reads the same hook config from a channel file.
-        return Estimator(
-            **common,
-            output_path=f"{settings.output_s3}/{job_name}",
-            environment={"SMDEBUG_CONFIG_FILE_PATH": f"/opt/ml/input/data/{LOCAL_HOOK_CHANNEL}/debughookconfig.json"},
-            debugger_hook_config=False,
-            disable_profiler=True,
-        )
+    """Our image with Debugger hook + rules + Profiler on SageMaker."""
     return Estimator(
-        **common,
+        **_common(settings, session, hyperparameters),
         output_path=settings.output_s3,
         debugger_hook_config=debugger_hook_config(settings),
         rules=managed_rules() if settings.managed_rules else None,
@@ -100,6 +104,20 @@ def training_estimator(
         checkpoint_s3_uri=settings.checkpoint_s3 or f"{settings.output_s3}/checkpoints/{job_name}",
         use_spot_instances=settings.spot,
         max_wait=(settings.max_wait_seconds or 2 * settings.max_run_seconds) if settings.spot else None,
+    )
+
+
+def local_training_estimator(
+    settings: Settings, session: sagemaker.Session, job_name: str, hyperparameters: dict
+) -> Estimator:
+    """SDK local mode: the container reads the hook config from the LOCAL_HOOK_CHANNEL file (local_channels)."""
+    hook_file = CONTAINER.data_dir / LOCAL_HOOK_CHANNEL / CONTAINER.debughookconfig_file.name
+    return Estimator(
+        **_common(settings, session, hyperparameters),
+        output_path=f"{settings.output_s3}/{job_name}",
+        environment={"SMDEBUG_CONFIG_FILE_PATH": str(hook_file)},
+        debugger_hook_config=False,
+        disable_profiler=True,
     )
 
 
@@ -130,24 +148,17 @@ def managed_rules() -> list:
     return [*rules, ProfilerRule.sagemaker(rule_configs.ProfilerReport())]
 
 
-def hook_config(settings: Settings, local_path: str = CONTAINER_TENSORS_DIR) -> dict[str, Any]:
-    """The debughookconfig.json SageMaker writes into the container for our DebuggerHookConfig."""
+def hook_config(settings: Settings, local_path: str = str(CONTAINER.tensors_dir)) -> dict[str, Any]:
+    """The debughookconfig.json SageMaker writes into the container for our DebuggerHookConfig (tensors go to
+    local_path; SageMaker uploads them to the hook's S3OutputPath)."""
     return {**debugger_hook_config(settings)._to_request_dict(), "LocalPath": local_path}
 
 
 def write_local_hook_config(settings: Settings, directory: Path) -> str:
     """Local mode: the hook config as a channel file; returns the channel's file:// URI."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "debughookconfig.json").write_text(json.dumps(hook_config(settings), indent=2))
+    (directory / CONTAINER.debughookconfig_file.name).write_text(json.dumps(hook_config(settings), indent=2))
     return f"file://{directory.resolve()}"
-
-
-def start_training(settings: Settings, session: sagemaker.Session, job_name: str, hyperparameters: dict) -> None:
-    """Create the training job; in local mode this runs it to the end (the SDK waits for the container)."""
-    inputs = channels(settings)
-    if settings.local:
-        inputs[LOCAL_HOOK_CHANNEL] = write_local_hook_config(settings, settings.workdir / job_name)
-    training_estimator(settings, session, job_name, hyperparameters).fit(inputs, job_name=job_name, wait=settings.local)
 
 
 def tuning_static_hyperparameters(settings: Settings) -> dict[str, str]:
@@ -175,7 +186,7 @@ def start_tuning(settings: Settings, session: sagemaker.Session, job_name: str, 
         tuning_estimator(settings, session, static),
         objective_metric_name=settings.objective,
         hyperparameter_ranges=HYPERPARAMETER_RANGES,
-        metric_definitions=metric_definitions(),
+        metric_definitions=_metric_definitions(),
         objective_type=OBJECTIVE_TYPES[settings.objective],
         max_jobs=settings.max_jobs,
         max_parallel_jobs=settings.max_parallel_jobs,
@@ -210,7 +221,7 @@ def tuning_result(description: dict, trials: list[dict], static: dict[str, str])
         tuning_job=description["HyperParameterTuningJobName"],
         best_training_job=best.get("TrainingJobName", ""),
         objective=best.get("FinalHyperParameterTuningJobObjectiveMetric") or {},
-        hyperparameters={**static, **{k: str(v).strip('"') for k, v in tuned.items() if k in HYPERPARAMETER_RANGES}},
+        hyperparameters={**static, **{k: unquote(v) for k, v in tuned.items() if k in HYPERPARAMETER_RANGES}},
         trials=trials,
     )
 
@@ -223,7 +234,7 @@ def trial_rows(summaries: list[dict], objective: str) -> list[dict[str, Any]]:
             "job": s.get("TrainingJobName", ""),
             "status": s.get("TrainingJobStatus", ""),
             "objective": (s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value"),
-            **{k: str(v).strip('"') for k, v in (s.get("TunedHyperParameters") or {}).items()},
+            **{k: unquote(v) for k, v in (s.get("TunedHyperParameters") or {}).items()},
         }
         for s in summaries
     ]
@@ -241,4 +252,9 @@ def training_hyperparameters(settings: Settings) -> dict[str, str]:
     except (ValueError, KeyError, TypeError) as exc:
         raise OrchestrationError(f"--hyperparameters-file: {path} has no 'hyperparameters' table ({exc})") from None
     log.info("best hyperparameters from %s: %s", path, tuned)
-    return {**{k: str(v) for k, v in tuned.items()}, **settings.hyperparameters}
+    merged = {**{k: str(v) for k, v in tuned.items()}, **settings.hyperparameters}
+    try:
+        Hyperparameters.from_strings(merged)  # --hp passed this check already; the file is checked here
+    except UserError as exc:
+        raise OrchestrationError(f"--hyperparameters-file: {path}: {exc}") from None
+    return merged

@@ -11,8 +11,9 @@ from urllib.parse import urlparse
 import sagemaker
 from botocore.exceptions import ClientError
 
+from dogbreed.advice import recommendations
+
 from . import rules
-from .container_code import recommendations
 from .errors import OrchestrationError
 from .rules import RunTensors
 

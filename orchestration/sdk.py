@@ -1,4 +1,4 @@
-"""SageMaker sessions for the three ways to run: AWS, SDK local mode, and dry run (print requests)."""
+"""SageMaker sessions: on AWS, in SDK local mode (its containers removed afterwards), and printing (dry run)."""
 
 import contextlib
 import json
@@ -22,22 +22,25 @@ SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"T
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local-mode", "aws_secret_access_key": "local-mode"}
 
 
-@contextlib.contextmanager
-def session_for(settings: Settings, printer: Callable[[str], None] = print) -> Iterator[sagemaker.Session]:
-    """A Session for settings.region: LocalSession with --local; with --dry-run every request is printed, not sent."""
-    if settings.local:
-        with _local_session(settings) as session:
-            yield session
-        return
+def aws_session(settings: Settings) -> sagemaker.Session:
+    """A Session for settings.region, with OUTPUT's bucket as the SDK's default bucket."""
+    return _session(settings, boto3.Session(region_name=settings.region))
+
+
+def printing_session(settings: Settings, printer: Callable[[str], None]) -> sagemaker.Session:
+    """Dry run: every request is printed (with its parameters), none is sent."""
     boto_session = boto3.Session(region_name=settings.region)
-    if settings.dry_run:
-        boto_session.events.register("before-call", _print_instead_of_sending(printer))
+    boto_session.events.register("before-call", _print_instead_of_sending(printer))
+    return _session(settings, boto_session)
+
+
+def _session(settings: Settings, boto_session: boto3.Session) -> sagemaker.Session:
     bucket = _bucket_of(settings.output_s3) if settings.output_s3.startswith("s3://") else None
-    yield sagemaker.Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG, default_bucket=bucket)
+    return sagemaker.Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG, default_bucket=bucket)
 
 
 @contextlib.contextmanager
-def _local_session(settings: Settings) -> Iterator[LocalSession]:
+def local_session(settings: Settings) -> Iterator[LocalSession]:
     """SDK local mode leaves each job's working tree in /tmp and its stopped containers (a training one holds its
     checkpoints, hundreds of MB) behind; here the tree lives in the workdir and both go when the run ends."""
     settings.workdir.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,8 @@ def check_local_input(folder: Path) -> None:
     )
 
 
-def start(settings: Settings, session: sagemaker.Session, model_data: str, name: str) -> str:
-    """Create the model and the transform job (waits in local mode, which runs it in-process); the output URI."""
-    if settings.local:
-        check_local_input(Path(urlparse(settings.transform_input).path))
+def start(settings: Settings, session: sagemaker.Session, model_data: str, name: str, blocking: bool) -> str:
+    """Create the model and the transform job (blocking: until it ends); the output URI."""
     model = Model(
         image_uri=settings.image_uri, model_data=model_data, role=settings.role_arn, name=name,
         sagemaker_session=session,
@@ -60,7 +58,7 @@ def start(settings: Settings, session: sagemaker.Session, model_data: str, name:
         output_path=output,
     )
     transformer.transform(
-        settings.transform_input, content_type=CONTENT_TYPE, split_type=None, job_name=name, wait=settings.local,
+        settings.transform_input, content_type=CONTENT_TYPE, split_type=None, job_name=name, wait=blocking,
         logs=False,
     )  # fmt: skip
     return output

@@ -5,27 +5,42 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sagemaker
 from botocore.exceptions import ClientError
 
 from . import endpoint, jobs, report, transform
+from .backend import Backend, StepEnds, aws_stop
 from .config import Settings
 from .errors import UsageError, describe_aws_error
-from .waiting import Watched, wait_for
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Run:
-    """One invocation: settings, the session, what earlier runs recorded, and what this run has started."""
+    """One invocation: settings, where it runs, what earlier runs recorded, and what this run has started."""
 
     settings: Settings
-    session: sagemaker.Session
+    backend: Backend
     say: Callable[[str], None] = print
     state: dict[str, str] = field(default_factory=dict)
     started: dict[str, str] = field(default_factory=dict)  # resource → command that stops it
+
+    @property
+    def session(self) -> sagemaker.Session:
+        return self.backend.session
+
+    def step(self, command: str, *args: str) -> Any:
+        """Run one step (STEPS[command]); where the backend skips it or ends it early, say why and return None."""
+        try:
+            self.backend.begin(command)
+            return STEPS[command](self, *args)
+        except StepEnds as end:
+            if str(end):
+                self.say(str(end))
+            return None
 
     def new_name(self, kind: str) -> str:
         """Unique to the millisecond (tuning job names: at most 32 characters)."""
@@ -35,7 +50,7 @@ class Run:
     def remember(self, **names: str) -> None:
         """Record job/endpoint names in WORKDIR/state.json so later commands default to them."""
         self.state.update(names)
-        if not self.settings.dry_run:
+        if self.backend.records:
             self.settings.workdir.mkdir(parents=True, exist_ok=True)
             self.settings.state_file.write_text(json.dumps(self.state, indent=2) + "\n")
 
@@ -46,12 +61,12 @@ class Run:
         return value
 
     def track(self, resource: str, stop_command: str) -> None:
-        """Remember what this run started (a dry run starts nothing), so Ctrl-C can say how to stop it."""
-        if not self.settings.dry_run:
+        """Remember what this run started, so Ctrl-C can say how to stop it."""
+        if self.backend.records:
             self.started[resource] = stop_command
 
     def aws_stop(self, what: str, option: str, name: str) -> str:
-        return f"aws sagemaker stop-{what} --{option} {name} --region {self.settings.region}"
+        return aws_stop(self.settings.region, what, option, name)
 
 
 def load_state(settings: Settings) -> dict[str, str]:
@@ -63,29 +78,17 @@ def load_state(settings: Settings) -> dict[str, str]:
 
 def hpo(run: Run) -> None:
     """Start the tuning job, wait, print the trials and the best hyperparameters, write them for `train`."""
-    settings, client = run.settings, run.session.sagemaker_client
+    settings = run.settings
     name = run.new_name("hpo")
     static = jobs.tuning_static_hyperparameters(settings)
     run.say(jobs.tuning_plan(static))
     jobs.start_tuning(settings, run.session, name, static)
     run.track(f"tuning job {name}", run.aws_stop("hyper-parameter-tuning-job", "hyper-parameter-tuning-job-name", name))
-    if settings.dry_run:
-        return
     run.remember(tuning_job=name)
-    description = wait_for(
-        Watched(
-            "tuning job",
-            name,
-            lambda: client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-            "HyperParameterTuningJobStatus",
-            ("Completed",),
-            lambda d: ", ".join(f"{k} {v}" for k, v in (d.get("TrainingJobStatusCounters") or {}).items() if v),
-        ),
-        settings.poll_seconds,
-        run.say,
-    )
+    description = run.backend.wait_tuning(name, run.say)
     run.started.pop(f"tuning job {name}")
-    result = jobs.tuning_result(description, jobs.trial_rows(_trials(client, name), settings.objective), static)
+    trials = jobs.trial_rows(_trials(run.session.sagemaker_client, name), settings.objective)
+    result = jobs.tuning_result(description, trials, static)
     result.save(settings.best_hyperparameters_file)
     _print_trials(run, result)
 
@@ -117,48 +120,22 @@ def _print_trials(run: Run, result: jobs.TuningResult) -> None:
 
 def train(run: Run) -> str:
     """Start the training job with the best (or given) hyperparameters and wait for it; returns its name."""
-    settings = run.settings
     name = run.new_name("train")
-    hyperparameters = jobs.training_hyperparameters(settings)
+    hyperparameters = jobs.training_hyperparameters(run.settings)
     run.say(f"training job {name} with hyperparameters {hyperparameters}")
-    run.track(
-        f"training job {name}",
-        "docker ps, then docker stop the job's algo-1 container"
-        if settings.local
-        else run.aws_stop("training-job", "training-job-name", name),
-    )
-    jobs.start_training(settings, run.session, name, hyperparameters)
-    if not settings.dry_run:
-        run.remember(training_job=name)
-    if not (settings.dry_run or settings.local):
-        client = run.session.sagemaker_client
-        wait_for(
-            Watched(
-                "training job",
-                name,
-                lambda: client.describe_training_job(TrainingJobName=name),
-                "TrainingJobStatus",
-                ("Completed",),
-                lambda d: d.get("SecondaryStatus", ""),
-            ),
-            settings.poll_seconds,
-            run.say,
-        )
+    run.track(f"training job {name}", run.backend.stop_training(name))
+    run.backend.start_training(name, hyperparameters)
+    run.remember(training_job=name)
+    run.backend.wait_training(name, run.say)
     run.started.pop(f"training job {name}", None)
     return name
 
 
 def report_step(run: Run, job: str = "") -> None:
     """Download the job's tensors and rule outputs; write loss.png and report.md with the five verdicts."""
-    if run.settings.dry_run:
-        run.say("dry run: no report (it reads a finished job's tensors)")
-        return
     job = job or run.recalled("training_job", "--training-job")
     out_dir = run.settings.workdir / job
-    if run.settings.local:
-        files = report.fetch_local_run(run.settings.output_s3, job, out_dir)
-    else:
-        files = report.fetch_run(run.session, job, out_dir)
+    files = run.backend.fetch_run(job, out_dir)
     path, verdicts, advice = report.write_report(job, files, out_dir / "report")
     for verdict in verdicts:
         run.say(f"{verdict.rule:<28} {verdict.status:<8} {verdict.detail}")
@@ -172,20 +149,16 @@ def deploy(run: Run, job: str = "") -> str:
     settings = run.settings
     job = job or run.recalled("training_job", "--training-job")
     name = settings.endpoint_name or run.new_name("ep")
-    model_data = endpoint.model_artifact(settings, run.session, job)
+    model_data = run.backend.model_artifact(job)
     run.say(f"deploying {model_data} to endpoint {name} ({settings.endpoint_instance_type})")
     run.track(f"endpoint {name}", f"python orchestrate.py cleanup --region {settings.region} --endpoint-name {name}")
     run.remember(endpoint_name=name)
-    endpoint.deploy(settings, run.session, model_data, name)
-    if not settings.dry_run:
-        run.say(f"endpoint {name} is in service")
+    run.backend.deploy(model_data, name)
+    run.backend.wait_endpoint(name, run.say)
     return name
 
 
 def predict(run: Run, name: str = "") -> None:
-    if run.settings.dry_run:
-        run.say("dry run: no predictions (they need a live endpoint)")
-        return
     name = name or run.recalled("endpoint_name", "--endpoint-name")
     endpoint.predict(run.session, name, endpoint.samples(run.settings, run.session), run.say)
 
@@ -202,16 +175,12 @@ def cleanup(run: Run, name: str = "") -> None:
 def transform_step(run: Run) -> None:
     """Batch transform of --transform-input with the training job's model; one labelled line per image."""
     settings = run.settings
-    job = run.recalled("training_job", "--training-job")
-    model_data = endpoint.model_artifact(settings, run.session, job)
+    model_data = run.backend.model_artifact(run.recalled("training_job", "--training-job"))
     name = run.new_name("tf")
     run.say(f"transform job {name}: {settings.transform_input} with {model_data} ({settings.transform_instance_type})")
     run.track(f"transform job {name}", run.aws_stop("transform-job", "transform-job-name", name))
-    output = transform.start(settings, run.session, model_data, name)
-    if settings.dry_run:
-        return
-    if not settings.local:
-        transform.wait(settings, run.session, name, run.say)
+    output = run.backend.start_transform(model_data, name)
+    run.backend.wait_transform(name, run.say)
     run.started.pop(f"transform job {name}")
     run.session.sagemaker_client.delete_model(ModelName=name)  # created for this job only
     rows = transform.results(run.session, output)
@@ -226,21 +195,15 @@ def transform_step(run: Run) -> None:
 
 def everything(run: Run) -> None:
     """hpo → train → report → deploy → predict → cleanup (unless --keep-endpoint)."""
-    if run.settings.local:
-        run.say(
-            "--local: tuning skipped (SageMaker's tuner has no local mode); training with the "
-            "best-hyperparameters file when present, else --hp and the image's defaults"
-        )
-    else:
-        hpo(run)
-    job = train(run)
-    report_step(run, job)
-    name = deploy(run, job)
+    run.step("hpo")
+    job = run.step("train")
+    run.step("report", job)
+    name = run.step("deploy", job)
     try:
-        predict(run, name)
+        run.step("predict", name)
     finally:
         if not run.settings.keep_endpoint:
-            cleanup(run, name)
+            run.step("cleanup", name)
 
 
 STEPS: dict[str, Callable[[Run], object]] = {
