@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Int8 libraries side by side, in one process: speed, agreement with fp32, load time, size, safe loading.
 
-Usage: PYTHONPATH=. .venv/bin/python bench/int8_libraries.py --model-dir M [--calibration DIR] [--held-out DIR]
+Usage: .venv/bin/python bench/int8_libraries.py --model-dir M [--calibration DIR] [--held-out DIR]
            [--calib-images 64] [--seconds 4] [--only fx_x86,ort_qdq,...]
 Run it twice to compare a Cascade Lake (ml.m5.large) with this host: once as is, once with
 ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI in the environment (oneDNN reads it once, at process start).
@@ -18,7 +18,7 @@ transform, and each saved to a file and loaded back (what serving would do) befo
   ort_qdq         ONNX Runtime static int8 (onnxruntime.quantization, QDQ, per-channel s8 weights, u8 activations)
 Last line: <name>_img_s=… <name>_top1_agreement=… <name>_max_prob_diff=… <name>_load_s=… for each.
 Needs, beside the product's requirements: onnxruntime onnx onnxscript (ort_*), torchao (pt2e_x86).
-Run from the repository root (`PYTHONPATH=.`: local_test/make_sample_data.py is not an installed package).
+Run from the repository root.
 """
 
 import argparse

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Precision benchmark: agreement with exact fp32 and forward speed of each inference variant, on a TRAINED model.
 
-Usage: PYTHONPATH=. .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR] [--crops N] [--photos N]
-  from the repository root (`PYTHONPATH=.`: local_test/make_sample_data.py is not an installed package)
+Usage: .venv/bin/python bench/precision_bench.py --model-dir DIR [--held-out DIR] [--crops N] [--photos N]
+  from the repository root
 
   --model-dir  an artifact written by `train` (model.pt + model_config.json)
   --held-out   a folder of images the model did not train on (e.g. the test/ split); default: freshly

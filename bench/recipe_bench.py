@@ -14,10 +14,9 @@ the mean delivered test accuracy vs the mean best-epoch validation accuracy, e.g
   ... new_worst_vs_old_mean=+0.05
 Target: the new recipe's worst seed is not below the old recipe's mean (new_worst_vs_old_mean >= 0).
 
-Run from the repository root, a few minutes on 2 cores with the defaults (`PYTHONPATH=.`:
-local_test/make_sample_data.py is not an installed package):
-  PYTHONPATH=. .venv/bin/python bench/recipe_bench.py
-  PYTHONPATH=. .venv/bin/python bench/recipe_bench.py --seeds 1 2 3 4 5 --epochs 10
+Run from the repository root, a few minutes on 2 cores with the defaults:
+  .venv/bin/python bench/recipe_bench.py
+  .venv/bin/python bench/recipe_bench.py --seeds 1 2 3 4 5 --epochs 10
 """
 
 import argparse

@@ -12,11 +12,10 @@ It prints img/s per pass and per epoch, then one line of ratios, e.g.
   trial_vs_one_pass=1.2 cached_vs_plain_speedup=6.1 bf16_vs_fp32_pass=2.1 ...
 Target: trial_vs_one_pass <= 1.5.
 
-Run from the repository root, a few minutes on 2 cores with the defaults (`PYTHONPATH=.`:
-local_test/make_sample_data.py is not an installed package):
-  PYTHONPATH=. .venv/bin/python bench/train_bench.py
-  PYTHONPATH=. .venv/bin/python bench/train_bench.py --image-size 64 --per-class 10   # a quick look
-  PYTHONPATH=. .venv/bin/python bench/train_bench.py --weights resnet50.pth   # from a ResNet50 state_dict (ImageNet)
+Run from the repository root, a few minutes on 2 cores with the defaults:
+  .venv/bin/python bench/train_bench.py
+  .venv/bin/python bench/train_bench.py --image-size 64 --per-class 10   # a quick look
+  .venv/bin/python bench/train_bench.py --weights resnet50.pth   # from a ResNet50 state_dict (ImageNet)
 """
 
 import argparse

@@ -4,7 +4,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ import pytest
 import requests
 from loopback import free_port
 
+from local_test.make_sample_data import make_dataset
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "local_test"))
-from make_sample_data import make_dataset  # noqa: E402
 
 # Small and quick on two CPU cores, still learnable from random init.
 QUICK_HYPERPARAMETERS = {

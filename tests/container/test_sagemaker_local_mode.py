@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import QUICK_HYPERPARAMETERS, ROOT
-from make_sample_data import make_dataset
 
+from local_test.make_sample_data import make_dataset
 from orchestration.sdk import removing_new_containers
 
 FAKE_ROLE = "arn:aws:iam::111111111111:role/SageMakerRole"
