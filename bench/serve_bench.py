@@ -50,11 +50,12 @@ from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path
 from dogbreed.presets import PreprocessConfig
 from dogbreed.serving import codecs
 from dogbreed.serving.predictor import INPUT_DTYPES, Predictor, PredictorConfig, prepare
+from dogbreed.sm_env import DEFAULT_MAX_BATCH_SIZE
 
 REPO = Path(__file__).resolve().parents[1]  # the server's files and bench/naive_server.py, run as child processes
 
 NUM_CLASSES = 133
-BATCH = 16  # the server's default max batch size
+BATCH = DEFAULT_MAX_BATCH_SIZE  # the limit is probed at the server's default batch size
 PHOTO_SIZE = (500, 375)
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "brick.png",
                   "grass.png", "gravel.png", "camera.png")  # fmt: skip

@@ -19,7 +19,7 @@ from sagemaker.estimator import Estimator
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
 from dogbreed.contract.channels import DATA_CHANNELS
-from dogbreed.contract.hyperparams import Hyperparameters, unquote
+from dogbreed.contract.hyperparams import CACHED_FEATURES, Hyperparameters, unquote
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.errors import UserError
 from dogbreed.sm_env import DEFAULT_BASE_DIR, Paths
@@ -36,9 +36,9 @@ HYPERPARAMETER_RANGES = {
     "epochs": CategoricalParameter([5, 10]),
 }
 OBJECTIVE_TYPES = {"valid_loss": "Minimize", "valid_acc": "Maximize"}
-# Trials train the head on backbone features computed once (dogbreed.train.Job.loaders): a 5-epoch trial costs
+# Trials train the head on backbone features computed once (dogbreed.recipes.choose): a 5-epoch trial costs
 # about one backbone pass instead of five (bench/train_bench.py). --tune-with-augmentation drops this recipe.
-CACHED_FEATURE_RECIPE = {"augment": "false", "fine_tune": "head", "cache_features": "true"}
+CACHED_FEATURE_RECIPE = {key: str(value).lower() for key, value in CACHED_FEATURES.items()}
 # Each built-in rule and the tensor collection it reads.
 MANAGED_RULES = {
     "vanishing_gradient": "gradients",
@@ -171,7 +171,7 @@ def tuning_static_hyperparameters(settings: Settings) -> dict[str, str]:
 def tuning_plan(static: dict[str, str]) -> str:
     """One line for the user: what each trial costs and what `train` will run."""
     recipe = ", ".join(f"{k}={v}" for k, v in static.items()) or "the image's defaults"
-    cached = all(static.get(key, "") == value for key, value in CACHED_FEATURE_RECIPE.items())
+    cached = not Hyperparameters.from_strings(static).why_not_cached_features()
     cost = (
         "each trial runs the backbone once and trains the head on cached features"
         if cached
