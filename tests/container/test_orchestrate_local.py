@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import QUICK_HYPERPARAMETERS, ROOT, run
-from make_sample_data import make_dataset
 
+from local_test.make_sample_data import make_dataset
 from orchestration.sdk import removing_new_containers
 
 pytestmark = pytest.mark.container
