@@ -220,10 +220,11 @@ class ServingEnv:
 
 
 def _read_setting(environ: Mapping[str, str], f: Field) -> object:
+    """A setting's value: one of its choices (matched ignoring case) when it has them, else an integer."""
     setting: Setting = f.metadata["setting"]
-    raw = environ.get(setting.variable, "").strip()
     if not setting.choices:
         return _int_env(environ, setting.variable, f.default, minimum=setting.minimum)
+    raw = environ.get(setting.variable, "").strip()
     if not raw:
         return f.default
     by_lower = {choice.lower(): choice for choice in setting.choices}

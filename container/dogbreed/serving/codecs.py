@@ -113,10 +113,7 @@ def check_size(width: int, height: int, limits: DecodeLimits, where: str = "imag
 
 def check_request(sizes: list[tuple[int, int]], limits: DecodeLimits) -> None:
     """Refuse a request with no images, too many, or more pixels in all than the request limit."""
-    if not sizes:
-        raise ServingError("the request holds no images")
-    if len(sizes) > MAX_IMAGES_PER_REQUEST:
-        raise PayloadTooLarge(f"{len(sizes)} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
+    _check_count(len(sizes))
     total = sum(width * height for width, height in sizes)
     if total > limits.max_request_pixels:
         raise PayloadTooLarge(
@@ -124,9 +121,16 @@ def check_request(sizes: list[tuple[int, int]], limits: DecodeLimits) -> None:
         )
 
 
+def _check_count(count: int) -> None:
+    """Refuse a request with no images or more than MAX_IMAGES_PER_REQUEST (checked before any is decoded)."""
+    if count == 0:
+        raise ServingError("the request holds no images")
+    if count > MAX_IMAGES_PER_REQUEST:
+        raise PayloadTooLarge(f"{count} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
+
+
 def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> Image.Image:
     """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
-    Image.init()  # load every plugin once: Image.open(formats=...) looks the names up without doing so
     with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     check_size(*image.size, limits, where)
@@ -187,7 +191,7 @@ def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> li
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ServingError(f"malformed JSON: {exc}") from None
     items = _json_items(doc)
-    check_request([(1, 1)] * len(items), limits)  # the count, before decoding any base64
+    _check_count(len(items))  # before decoding any base64
     images = [open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items)]
     check_request([image.size for image in images], limits)
     return images
