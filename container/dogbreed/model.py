@@ -134,7 +134,8 @@ def record_in_config(model_dir: Path, key: str, value: dict) -> None:
     path = model_dir / CONFIG_FILE
     config = json.loads(path.read_text())
     config[key] = value
-    path.write_text(json.dumps(config, indent=2))
+    with writing(model_dir, "the model"):
+        write_atomically(path, json.dumps(config, indent=2).encode())
 
 
 def _int8_state(model_dir: Path, gate: dict) -> dict | None:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from . import data
 from .contract import metrics
+from .files import torch_bytes, write_atomically, writing
 from .model import INT8_WEIGHTS_FILE, Artifact, record_in_config
 from .presets import ClassificationPresetEval, PreprocessConfig
 
@@ -129,7 +130,8 @@ def calibration_batches(splits: data.Splits, preprocess: PreprocessConfig, seed:
 def save_int8(model_dir: Path, int8: nn.Module | None, gate: dict) -> None:
     """model_int8.pt (tensors only; only for a model that passed) and the gate in model_config.json."""
     if int8 is not None:
-        torch.save(int8.state_dict(), model_dir / INT8_WEIGHTS_FILE)
+        with writing(model_dir, "the int8 model"):
+            write_atomically(model_dir / INT8_WEIGHTS_FILE, torch_bytes(int8.state_dict()))
     record_in_config(model_dir, "int8", gate)
 
 
