@@ -32,7 +32,7 @@ class Checkpoint:
     model: dict
     optimizer: dict
     history: list[dict] = field(default_factory=list)
-    signature: dict = field(default_factory=dict)  # what must match to resume: classes, head, fine_tune
+    signature: dict = field(default_factory=dict)  # what must match to resume: signature()
 
 
 def _name(epochs_done: int) -> str:

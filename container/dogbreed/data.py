@@ -127,7 +127,7 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     if not samples:
         raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/*.jpg)")
     empty = sorted(set(class_names) - {class_names[label] for _, label in samples})
-    if split == "train" and empty:
+    if split == TRAIN and empty:
         raise UserError(
             f"{len(empty)} class folder(s) in {root} hold no readable training image: {', '.join(empty[:5])}; "
             "add images (jpg, png, ...) or remove the folder in every split"

@@ -9,10 +9,11 @@ from typing import Any
 
 from ..errors import UserError
 
-# Names of choices whose meaning is code in the container: each is mapped once, where it is implemented
-# (optimizers: dogbreed.engine.OPTIMIZERS; fine-tune modes: dogbreed.model.TRAINED_MODULES), checked against these.
+# Choices mapped to code by a table in the container, checked against these names at import (check_implemented):
+# optimizers in dogbreed.engine.OPTIMIZERS, fine-tune modes in dogbreed.model.TRAINED_MODULES.
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FINE_TUNE_MODES = ("head", "last_stage", "all")
+# Choices read where they apply (dogbreed.hardware.feature_autocast, dogbreed.engine.lr_schedule, dogbreed.selection).
 FEATURE_PRECISIONS = ("auto", "fp32")
 LR_SCHEDULES = ("cosine", "none")
 SELECT_BY = ("valid_loss", "valid_acc", "last")

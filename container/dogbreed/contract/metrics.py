@@ -1,9 +1,5 @@
 """The one metric log format: lines training prints, regexes SageMaker (and orchestrate.py) parse."""
 
-import logging
-
-log = logging.getLogger(__name__)
-
 EPOCH_FIELDS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
 TEST_FIELDS = ("test_loss", "test_acc")
 _NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|inf)"
