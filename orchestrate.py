@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Tune, train (Debugger + Profiler), report, deploy, predict and clean up the dog-breed image on SageMaker.
+"""Tune, train (Debugger + Profiler), report, deploy, predict, batch-transform and clean up the dog-breed image on
+SageMaker.
 
-Usage: orchestrate.py {hpo,train,report,deploy,predict,cleanup,all} [--config FILE] [flags]; -h for all flags.
+Usage: orchestrate.py {hpo,train,report,deploy,predict,cleanup,transform,all} [--config FILE] [flags]; -h for all.
 """
 
 import sys

@@ -30,7 +30,7 @@ class Backend(Protocol):
     records: bool  # False in a dry run: nothing started, so nothing is remembered or tracked
 
     def begin(self, step: str) -> None: ...  # raises StepEnds for a step this backend skips
-    def stop_training(self, name: str) -> str: ...  # how the user stops a training job left running
+    def stop_command(self, kind: str, name: str) -> str: ...  # how the user stops a job (kind: training-job, ...)
     def start_training(self, name: str, hyperparameters: dict[str, str]) -> None: ...
     def wait_training(self, name: str, say: Say) -> None: ...
     def wait_tuning(self, name: str, say: Say) -> dict: ...
@@ -54,10 +54,6 @@ def backend_for(settings: Settings, say: Say = print) -> Iterator[Backend]:
         yield SageMaker(settings, sdk.aws_session(settings))
 
 
-def aws_stop(region: str, what: str, option: str, name: str) -> str:
-    return f"aws sagemaker stop-{what} --{option} {name} --region {region}"
-
-
 class SageMaker:
     """Jobs and endpoints on AWS: each request returns at once, then progress is polled until the resource is done."""
 
@@ -72,8 +68,8 @@ class SageMaker:
         if step in self.skipped:
             raise StepEnds(self.skipped[step])
 
-    def stop_training(self, name: str) -> str:
-        return aws_stop(self.settings.region, "training-job", "training-job-name", name)
+    def stop_command(self, kind: str, name: str) -> str:
+        return f"aws sagemaker stop-{kind} --{kind}-name {name} --region {self.settings.region}"
 
     def start_training(self, name: str, hyperparameters: dict[str, str]) -> None:
         estimator = jobs.training_estimator(self.settings, self.session, name, hyperparameters)
@@ -128,7 +124,7 @@ class Local(SageMaker):
         "best-hyperparameters file when present, else --hp and the image's defaults"
     }
 
-    def stop_training(self, name: str) -> str:
+    def stop_command(self, kind: str, name: str) -> str:
         return "docker ps, then docker stop the job's algo-1 container"
 
     def start_training(self, name: str, hyperparameters: dict[str, str]) -> None:

@@ -171,11 +171,12 @@ def tuning_static_hyperparameters(settings: Settings) -> dict[str, str]:
 def tuning_plan(static: dict[str, str]) -> str:
     """One line for the user: what each trial costs and what `train` will run."""
     recipe = ", ".join(f"{k}={v}" for k, v in static.items()) or "the image's defaults"
-    cached = not Hyperparameters.from_strings(static).why_not_cached_features()
+    blockers = Hyperparameters.from_strings(static).why_not_cached_features()
+    once = " ".join(f"{key}={value}" for key, value in CACHED_FEATURE_RECIPE.items())
     cost = (
-        "each trial runs the backbone once and trains the head on cached features"
-        if cached
-        else "each trial runs the backbone every epoch (--hp augment=false fine_tune=head: once per trial)"
+        f"each trial runs the backbone every epoch ({', '.join(blockers)}; --hp {once}: once per trial)"
+        if blockers
+        else "each trial runs the backbone once and trains the head on cached features"
     )
     return f"tuning with {recipe}: {cost}; `train` then uses the same recipe with the tuned values"
 

@@ -5,6 +5,7 @@ import logging
 import shutil
 import tarfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,9 +34,9 @@ class RunFiles:
     profiler_reports: dict[str, dict] = field(default_factory=dict)
     output_dir: Path | None = None  # the job's unpacked output.tar.gz (output/data: metrics.json, confusion.png)
 
-    @property
+    @cached_property
     def training_metrics(self) -> dict:
-        """The training job's metrics.json: epochs, final, per_class; {} when the job wrote none."""
+        """The training job's metrics.json (read once): epochs, final, per_class; {} when the job wrote none."""
         path = self.output_dir / TRAINING_METRICS if self.output_dir else None
         return json.loads(path.read_text()) if path and path.is_file() else {}
 

@@ -1,8 +1,8 @@
 """Batch transform: label every image under an S3 prefix (or, with --local, a folder) with a trained model.
 
 One request per image (SingleRecord, application/x-image: any format the container reads), answered with the
-container's labelled JSON; SageMaker writes it to OUTPUT/transform/JOB/<image>.out, and this module prints one
-line per image and writes them to WORKDIR/JOB/predictions.csv.
+container's labelled JSON; SageMaker writes it to OUTPUT/transform/JOB/<image>.out, which this module reads back
+into one row per image (results) for the workflow to print and write to WORKDIR/JOB/predictions.csv (write_csv).
 
 The strategy is always passed: the container's /execution-parameters answers in the service's documented form
 ("MULTI_RECORD", as SageMaker's own containers do), which SageMaker reads, but the SDK's local mode accepts only

@@ -11,7 +11,7 @@ import sagemaker
 from botocore.exceptions import ClientError
 
 from . import endpoint, jobs, report, transform
-from .backend import Backend, StepEnds, aws_stop
+from .backend import Backend, StepEnds
 from .config import Settings
 from .errors import UsageError, describe_aws_error
 
@@ -65,9 +65,6 @@ class Run:
         if self.backend.records:
             self.started[resource] = stop_command
 
-    def aws_stop(self, what: str, option: str, name: str) -> str:
-        return aws_stop(self.settings.region, what, option, name)
-
 
 def load_state(settings: Settings) -> dict[str, str]:
     try:
@@ -83,7 +80,7 @@ def hpo(run: Run) -> None:
     static = jobs.tuning_static_hyperparameters(settings)
     run.say(jobs.tuning_plan(static))
     jobs.start_tuning(settings, run.session, name, static)
-    run.track(f"tuning job {name}", run.aws_stop("hyper-parameter-tuning-job", "hyper-parameter-tuning-job-name", name))
+    run.track(f"tuning job {name}", run.backend.stop_command("hyper-parameter-tuning-job", name))
     run.remember(tuning_job=name)
     description = run.backend.wait_tuning(name, run.say)
     run.started.pop(f"tuning job {name}")
@@ -123,7 +120,7 @@ def train(run: Run) -> str:
     name = run.new_name("train")
     hyperparameters = jobs.training_hyperparameters(run.settings)
     run.say(f"training job {name} with hyperparameters {hyperparameters}")
-    run.track(f"training job {name}", run.backend.stop_training(name))
+    run.track(f"training job {name}", run.backend.stop_command("training-job", name))
     run.backend.start_training(name, hyperparameters)
     run.remember(training_job=name)
     run.backend.wait_training(name, run.say)
@@ -178,7 +175,7 @@ def transform_step(run: Run) -> None:
     model_data = run.backend.model_artifact(run.recalled("training_job", "--training-job"))
     name = run.new_name("tf")
     run.say(f"transform job {name}: {settings.transform_input} with {model_data} ({settings.transform_instance_type})")
-    run.track(f"transform job {name}", run.aws_stop("transform-job", "transform-job-name", name))
+    run.track(f"transform job {name}", run.backend.stop_command("transform-job", name))
     output = run.backend.start_transform(model_data, name)
     run.backend.wait_transform(name, run.say)
     run.started.pop(f"transform job {name}")
