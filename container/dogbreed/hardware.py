@@ -13,6 +13,7 @@ of each candidate (one ResNet block) at start-up is right under any cap, on AMX,
 
 import contextlib
 import copy
+import ctypes
 import math
 import os
 import time
@@ -83,6 +84,14 @@ def cpu_flags() -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return frozenset()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed so far back to the OS. glibc keeps them for reuse, so after a model is built from
+    copies (FX quantization, weight folding) the process stays ~200 MB larger than what it holds. Nothing to do
+    where the C library has no malloc_trim (musl, macOS)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def describe() -> Machine:

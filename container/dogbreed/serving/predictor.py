@@ -9,12 +9,15 @@ each candidate precision this host runs and the artifact allows, and keeps the f
 fp32 and bf16 models are prepared once (prepare_for_inference): batch norm folded into the convolutions
 (torch.fx), channels_last; "bf16" then casts the folded weights to bf16, which computes the same as bf16
 autocast on the folded model without re-casting every weight on every forward. "int8" is the artifact's
-post-training static int8 model (dogbreed.quantize), served only when it passed its accuracy gate.
+post-training static int8 model (dogbreed.quantize), served only when it passed its accuracy gate. On CPU the
+served model is then traced and frozen into a TorchScript graph (without_gil), so concurrent requests' Python
+never stalls a forward pass.
 Agreement with eager fp32 and speed of each: bench/precision_bench.py, README "Benchmarks".
 """
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -70,10 +73,27 @@ def prepare_for_inference(model: torch.nn.Module, precision: str, device: str) -
 
 
 def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
-    """The served model in a precision: folded fp32/bf16, or the artifact's int8 model (CPU)."""
+    """The served model in a precision: folded fp32/bf16, or the artifact's int8 model (CPU); on CPU as a graph
+    that runs without the GIL (without_gil)."""
     if precision == "int8":
-        return quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
-    return prepare_for_inference(artifact.model, precision, device)
+        model = quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
+    else:
+        model = prepare_for_inference(artifact.model, precision, device)
+    if device != "cpu":
+        return model
+    size = artifact.preprocess.image_size
+    return without_gil(model, torch.zeros(1, 3, size, size, dtype=INPUT_DTYPES[precision]))
+
+
+def without_gil(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """The model traced and frozen into a TorchScript graph: the same kernels and results, but the whole forward
+    pass runs in C++ with the GIL released. An FX or eager model takes the GIL back between every operator, so
+    its forward stalls behind any Python the request threads run (int8 on a busy worker: 7x slower)."""
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit", FutureWarning)  # deprecated, still the GIL-free runtime
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python", torch.jit.TracerWarning)  # int8 scales
+        traced = torch.jit.trace(model, example.contiguous(memory_format=torch.channels_last), check_trace=False)
+        return torch.jit.freeze(traced.eval())
 
 
 class Predictor:
@@ -100,6 +120,7 @@ class Predictor:
             name="dogbreed-batcher",
         )
         self._warm_up()
+        hardware.release_freed_memory()
         log.info(
             "predictor ready in %.1f s: %d classes, %s %s (%s), input %d px, batch ≤ %d, %d torch threads, "
             "%d stream(s)", time.perf_counter() - started, len(self.class_names), self.device, self.precision,
