@@ -156,7 +156,7 @@ def test_int8_serves_the_artifacts_int8_model(fp32):
 
 
 def test_the_served_graphs_compute_what_the_models_they_were_made_from_do():
-    """On CPU every precision is served as a frozen TorchScript graph (no GIL in the forward): same results."""
+    """On CPU every precision is served as a traced TorchScript graph (no GIL in the forward): same results."""
     import torch
 
     int8 = int8_artifact(gate_passed=True)
