@@ -43,6 +43,7 @@ class RunFiles:
 
 def fetch_run(session: sagemaker.Session, job: str, into: Path) -> RunFiles:
     """Describe the job; download its Debugger tensors and ProfilerReport outputs."""
+    into.mkdir(parents=True, exist_ok=True)  # the output archive lands here even when there are no tensors
     description = session.sagemaker_client.describe_training_job(TrainingJobName=job)
     s3 = session.boto_session.client("s3")
     hook = description.get("DebugHookConfig") or {}

@@ -51,13 +51,17 @@ def upload_output(data_dir: Path, job: str, tmp_path: Path) -> None:
     boto3.client("s3").upload_file(str(archive), OUTPUT_BUCKET, f"runs/{job}/output/output.tar.gz")
 
 
-def train_and_report(aws: MotoServer, capsys, tmp_path: Path, tensors_dir: Path) -> tuple[str, str]:
-    """`train` (moto records the job), the run's tensors and output uploaded where SageMaker puts them, `report`."""
+def train_and_report(
+    aws: MotoServer, capsys, tmp_path: Path, tensors_dir: Path, *, debugger: bool = True
+) -> tuple[str, str]:
+    """`train` (moto records the job), the run's tensors (unless the job ran without Debugger) and output uploaded
+    where SageMaker puts them, `report`."""
     upload_sample_data(tmp_path)
     assert run_cli(capsys, "train", *REQUIRED).code == 0
     (request,) = aws.calls("CreateTrainingJob")
     job = request["TrainingJobName"]
-    upload_tensors(tensors_dir, job)
+    if debugger:
+        upload_tensors(tensors_dir, job)
     upload_output(tensors_dir.parent / "data", job, tmp_path)
     report = f"runs/{job}/rule-output/ProfilerReport-1/profiler-output/profiler-reports/LowGPUUtilization.json"
     summary = {"RuleTriggered": 0, "Violations": 0, "Details": {}, "Datapoints": 42}
@@ -105,6 +109,17 @@ def test_report_of_a_learning_run(aws: MotoServer, capsys, tmp_path: Path, tenso
     assert [f"recommendation: {line[2:]}" for line in advice] == [
         line for line in out.splitlines() if line.startswith("recommendation: ")
     ]
+
+
+def test_a_run_without_debugger_tensors_still_reports_its_metrics(aws: MotoServer, capsys, tmp_path, tensors):
+    job, out = train_and_report(aws, capsys, tmp_path, tensors[LEARNING_LR], debugger=False)
+    markdown = (tmp_path / "orchestrate-runs" / job / "report" / "report.md").read_text()
+    for rule in verdicts(out):
+        assert f"| {rule} | {NO_DATA} |" in markdown
+    assert len(verdicts(out)) == 5
+    per_class = json.loads((tensors[LEARNING_LR].parent / "data" / "metrics.json").read_text())["per_class"]
+    for name, entry in per_class.items():
+        assert f"| {name} | {entry['accuracy']} | {entry['count']} |" in markdown
 
 
 @pytest.mark.parametrize("lr", [DIVERGING_LR, FROZEN_LR])
