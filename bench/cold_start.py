@@ -62,19 +62,25 @@ def one_start(image: str, model_dir: Path, env: dict[str, str], timeout: float =
                 raise SystemExit(f"{name}: no /ping 200 within {timeout} s")
             time.sleep(0.05)
         seconds = time.monotonic() - started
+        photo = _photo()
         for _ in range(8):
-            _predict(f"http://127.0.0.1:{port}")
+            _predict(f"http://127.0.0.1:{port}", photo)
         return seconds, _worker_rss_mb(name)
     finally:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
-def _predict(url: str) -> None:
+def _photo() -> bytes:
+    """A 500x375 JPEG, the size of a typical request photo."""
     from PIL import Image
 
     body = io.BytesIO()
     Image.new("RGB", (500, 375), (120, 90, 60)).save(body, "JPEG")
-    request = urllib.request.Request(f"{url}/invocations", body.getvalue(), {"Content-Type": "image/jpeg"})
+    return body.getvalue()
+
+
+def _predict(url: str, photo: bytes) -> None:
+    request = urllib.request.Request(f"{url}/invocations", photo, {"Content-Type": "image/jpeg"})
     with urllib.request.urlopen(request, timeout=60) as response:
         response.read()
 

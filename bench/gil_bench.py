@@ -24,7 +24,7 @@ import torch
 
 from dogbreed import hardware, quantize
 from dogbreed.model import load_artifact
-from dogbreed.serving.predictor import INPUT_DTYPES, prepare_for_inference, without_gil
+from dogbreed.serving.predictor import INPUT_DTYPES, untraced, without_gil
 
 
 def ms_per_image(model: Callable, batch: torch.Tensor, rounds: int, busy: bool) -> float:
@@ -62,14 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     hardware.set_torch_threads(1)
     artifact = load_artifact(args.model_dir)
     size = artifact.preprocess.image_size
-    if args.precision == "int8":
-        if refusal := quantize.int8_refusal(artifact):
-            raise SystemExit(f"int8: {refusal}")
-        untraced = quantize.load_int8(artifact.model, artifact.int8_state, size)
-    else:
-        untraced = prepare_for_inference(artifact.model, args.precision, "cpu")
-    example = torch.zeros(1, 3, size, size, dtype=INPUT_DTYPES[args.precision])
-    models = {"untraced": untraced, "traced": without_gil(untraced, example)}
+    if args.precision == "int8" and (refusal := quantize.int8_refusal(artifact)):
+        raise SystemExit(f"int8: {refusal}")
+    model = untraced(artifact, args.precision, "cpu")
+    models = {"untraced": model, "traced": without_gil(model, args.precision, size)}
     batch = torch.randn(args.batch, 3, size, size).to(INPUT_DTYPES[args.precision])
     batch = batch.contiguous(memory_format=torch.channels_last)
     figures = {}

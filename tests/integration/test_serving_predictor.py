@@ -12,10 +12,10 @@ from dogbreed.errors import ServingError
 from dogbreed.hardware import Machine
 from dogbreed.model import Artifact, HeadConfig
 from dogbreed.presets import PreprocessConfig, decode_rgb
-from dogbreed.quantize import judge, load_int8, quantize
+from dogbreed.quantize import judge, quantize
 from dogbreed.serve import plan_server
 from dogbreed.serving import codecs
-from dogbreed.serving.predictor import Predictor, PredictorConfig, prepare, prepare_for_inference
+from dogbreed.serving.predictor import Predictor, PredictorConfig, prepare, untraced
 from dogbreed.sm_env import ServingEnv
 
 LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
@@ -161,13 +161,9 @@ def test_the_served_graphs_compute_what_the_models_they_were_made_from_do():
 
     int8 = int8_artifact(gate_passed=True)
     x = fp32_preprocess(images(4)).contiguous(memory_format=torch.channels_last)
-    made_from = {
-        "int8": load_int8(int8.model, int8.int8_state, IMAGE_SIZE),
-        "fp32": prepare_for_inference(int8.model, "fp32", "cpu"),
-    }
     with torch.inference_mode():
-        for precision, model in made_from.items():
-            served = prepare(int8, precision, "cpu")
+        for precision in ("int8", "fp32"):
+            model, served = untraced(int8, precision, "cpu"), prepare(int8, precision, "cpu")
             assert isinstance(served, torch.jit.ScriptModule)
             assert torch.equal(served(x), model(x)), precision
 

@@ -73,23 +73,24 @@ def prepare_for_inference(model: torch.nn.Module, precision: str, device: str) -
 
 
 def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
-    """The served model in a precision: folded fp32/bf16, or the artifact's int8 model (CPU); on CPU as a graph
-    that runs without the GIL (without_gil)."""
+    """The served model in a precision (untraced), on CPU traced into a graph that runs without the GIL."""
+    model = untraced(artifact, precision, device)
+    return without_gil(model, precision, artifact.preprocess.image_size) if device == "cpu" else model
+
+
+def untraced(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
+    """The model in a precision as Python modules: folded fp32/bf16, or the artifact's int8 model (CPU)."""
     if precision == "int8":
-        model = quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
-    else:
-        model = prepare_for_inference(artifact.model, precision, device)
-    if device != "cpu":
-        return model
-    size = artifact.preprocess.image_size
-    return without_gil(model, torch.zeros(1, 3, size, size, dtype=INPUT_DTYPES[precision]))
+        return quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
+    return prepare_for_inference(artifact.model, precision, device)
 
 
-def without_gil(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+def without_gil(model: torch.nn.Module, precision: str, image_size: int) -> torch.jit.ScriptModule:
     """The model traced into a TorchScript graph: the same kernels and results, but the whole forward pass runs in
     C++ with the GIL released. An FX or eager model takes the GIL back between operators, so its forward stalls
-    behind any Python the request threads run (int8 beside a busy Python thread: 7x slower). Not frozen: freezing
-    was 2 % faster and held 70 MB more (int8)."""
+    behind any Python the request threads run (bench/gil_bench.py: int8 beside a busy Python thread, 8x slower).
+    Not frozen: freezing was 2 % faster and held 70 MB more (int8)."""
+    example = torch.zeros(1, 3, image_size, image_size, dtype=INPUT_DTYPES[precision])
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit", FutureWarning)  # deprecated, still the GIL-free runtime
         warnings.filterwarnings("ignore", "Converting a tensor to a Python", torch.jit.TracerWarning)  # int8 scales
