@@ -21,6 +21,8 @@ and prints, last, one line of ratios:
   serve_vs_limit=… serve_vs_naive=… p50_c1_ms=… p50_c1_vs_decode_forward=… top1_agreement_vs_fp32=… max_prob_diff=…
   … precision=<what the server chose> (decode + forward are timed in that precision)
 Runs unchanged under ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (an ml.m5.large's oneDNN): children inherit it.
+The benchmark re-runs itself under the server's heap allocator (tcmalloc where installed, DOGBREED_MALLOC), so
+the limit is measured as the server computes; the naive server keeps the C library's malloc.
 Clients run on the same machine as the server, so they take some of its CPU: the ratios are conservative.
 """
 
@@ -50,7 +52,7 @@ from dogbreed.model import HeadConfig, build_model, cached_imagenet_weights_path
 from dogbreed.presets import PreprocessConfig
 from dogbreed.serving import codecs
 from dogbreed.serving.predictor import INPUT_DTYPES, Predictor, PredictorConfig, prepare
-from dogbreed.sm_env import DEFAULT_MAX_BATCH_SIZE
+from dogbreed.sm_env import DEFAULT_MAX_BATCH_SIZE, ServingEnv
 
 REPO = Path(__file__).resolve().parents[1]  # the server's files and bench/naive_server.py, run as child processes
 
@@ -248,7 +250,7 @@ def fp32_reference(model_dir: Path, photos: list[bytes]) -> np.ndarray:
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[None]:
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while not _ping(port):
@@ -326,7 +328,7 @@ def serve_runs(base: Path, photos, levels, seconds, extra_env, *, probe_limit) -
     """The real server at each concurrency level; the limit is probed (in this process, server idle)
     right before and right after the highest level, so the two are compared on the same machine state."""
     port = _free_port()
-    env = {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "PYTHONPATH": str(REPO / "container"), **extra_env}  # fmt: skip
     with server([sys.executable, str(REPO / "container" / "bin" / "serve")], env, port, base / "serve.log"):
         runs = [drive(port, photos, c, seconds) for c in levels[:-1]]
@@ -340,6 +342,7 @@ def serve_runs(base: Path, photos, levels, seconds, extra_env, *, probe_limit) -
 def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
     port = _free_port()
     env = {
+        **hardware.malloc_env("system")[0],  # as a first server would run: the C library's malloc
         "MODEL_DIR": str(base / "model"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), str(REPO / "container")]),
     }
@@ -439,10 +442,22 @@ def _agreement(answers: np.ndarray, reference: np.ndarray, trained: bool) -> dic
     }
 
 
+def _allocate_as_the_server(argv: list[str], extra_env: dict[str, str]) -> None:
+    """Re-run this benchmark under the heap allocator the server preloads (hardware.malloc_env): the limit and the
+    single-image times are measured in this process, and the allocator alone moves them by 10-35 %."""
+    malloc = ServingEnv.from_environ({**os.environ, **extra_env}).malloc
+    env, used = hardware.malloc_env(malloc)
+    if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
+        os.execve(sys.executable, [sys.executable, __file__, *argv], env)
+    print(f"heap     {used}, in this process (limit, single) as in the server")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    _allocate_as_the_server(argv, extra_env)
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
         base = Path(tmp)
         photos = make_photos(args.images, real_photo_sources(args.photos))

@@ -166,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.chmod(0o755)  # nginx's workers run unprivileged and must reach the socket
         nginx_conf = run_dir / "nginx.conf"
         nginx_conf.write_text(front.config(front.FrontConfig(env.port, run_dir, env.max_payload_bytes, env.timeout)))
+        model_env, malloc = hardware.malloc_env(env.malloc)
+        log.info("the model server allocates with %s", malloc)
         return supervise(
             [
                 Child("nginx", front.command(nginx_conf), signal.SIGQUIT),  # graceful: finish requests, then exit
-                Child("model server", [sys.executable, "-m", "dogbreed.serve", str(run_dir)], signal.SIGTERM),
+                Child(
+                    "model server", [sys.executable, "-m", "dogbreed.serve", str(run_dir)], signal.SIGTERM, model_env
+                ),
             ]
         )
 
@@ -179,6 +183,7 @@ class Child:
     name: str
     command: list[str]
     stop_signal: int
+    env: dict[str, str] | None = None  # None: this process's
     process: subprocess.Popen | None = None
 
 
@@ -196,7 +201,7 @@ def supervise(children: list[Child]) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     for child in children:
-        child.process = subprocess.Popen(child.command)
+        child.process = subprocess.Popen(child.command, env=child.env)
     while all(child.process.poll() is None for child in children):
         time.sleep(0.1)
     if not stopping:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .hardware import SERVING_PRECISIONS
+from .hardware import MALLOCS, SERVING_PRECISIONS
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -192,6 +192,10 @@ class ServingEnv:
     http_threads: int | None = _setting(
         "DOGBREED_HTTP_THREADS", None, "concurrent requests per worker", shown="2 x max batch size, at least 4"
     )
+    malloc: str = _setting(
+        "DOGBREED_MALLOC", "tcmalloc", "heap allocator of the model server: tcmalloc (when installed) or system",
+        choices=MALLOCS,
+    )  # fmt: skip
     max_image_pixels: int = _setting(
         "DOGBREED_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "largest image accepted (width x height)"
     )

@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,18 @@ def test_ping_predict_sh_and_sdk_client_lines(endpoint: tuple[str, str]) -> None
     assert (np.argmax(response, 1) + 1).tolist() == [1]
     assert np.argmax(response[0]) + 1 == 1
     assert json.loads(run([predict_sh], env=env).stdout) == response
+
+
+def test_the_model_server_allocates_with_tcmalloc(endpoint: tuple[str, str]) -> None:
+    """The image preloads tcmalloc into the model server (dogbreed.hardware.malloc_env), and its log says so."""
+    url, name = endpoint
+    assert invoke(url, SAMPLE.read_bytes()).status_code == 200
+    maps = [Path(f"/proc/{pid}/maps").read_text() for pid in worker_pids(name)]
+    model_workers = [text for text in maps if "libtorch_cpu" in text]
+    assert model_workers
+    assert all("libtcmalloc_minimal" in text for text in model_workers)
+    logs = run(["docker", "logs", name])
+    assert "the model server allocates with tcmalloc (libtcmalloc_minimal.so" in logs.stdout + logs.stderr
 
 
 def test_bad_request_corpus_leaves_the_workers_healthy(endpoint: tuple[str, str]) -> None:

@@ -1,5 +1,6 @@
-"""dogbreed.hardware: the oneDNN cap, serving's candidate precisions and the timed choice among them."""
+"""dogbreed.hardware: the oneDNN cap, serving's candidate precisions and the timed choice among them, the heap."""
 
+import ctypes.util
 import platform
 import time
 from pathlib import Path
@@ -7,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from dogbreed.hardware import (
+    TCMALLOC,
     Machine,
     choose_precision,
+    malloc_env,
     onednn_caps_bf16,
     release_freed_memory,
     serving_candidates,
@@ -83,3 +86,20 @@ def test_freed_heap_memory_goes_back_to_the_os():
     assert pins and freed - rss_mb() > 100, (
         f"RSS held {held:.0f} MB, freed {freed:.0f} MB, after release {rss_mb():.0f} MB"
     )
+
+
+def test_tcmalloc_is_preloaded_first_where_installed_or_the_text_says_it_is_missing() -> None:
+    env, used = malloc_env("tcmalloc", {"LD_PRELOAD": "/opt/libother.so", "PATH": "/bin"})
+    installed = ctypes.util.find_library(TCMALLOC)
+    if installed:
+        assert (env["LD_PRELOAD"], used) == (f"{installed} /opt/libother.so", f"tcmalloc ({installed})")
+    else:
+        assert env["LD_PRELOAD"] == "/opt/libother.so"
+        assert "tcmalloc is not installed here" in used
+    assert env["PATH"] == "/bin"
+
+
+def test_the_system_malloc_drops_only_tcmalloc_from_the_preload_list() -> None:
+    env, used = malloc_env("system", {"LD_PRELOAD": "libtcmalloc_minimal.so.4:/opt/libother.so"})
+    assert (env["LD_PRELOAD"], used) == ("/opt/libother.so", "the C library's malloc")
+    assert "LD_PRELOAD" not in malloc_env("system", {"LD_PRELOAD": "/usr/lib/libtcmalloc_minimal.so.4"})[0]
