@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -111,6 +112,23 @@ def malloc_env(malloc: str, environ: Mapping[str, str] = os.environ) -> tuple[di
     if preload:
         env["LD_PRELOAD"] = " ".join(preload)
     return env, used
+
+
+def rerun_with_malloc(malloc: str, argv: list[str]) -> None:
+    """Replace this process (same PID) by `python argv...` allocating with `malloc` (malloc_env), unless it already
+    does. Call first thing in a program, before torch is imported."""
+    env, _ = malloc_env(malloc)
+    if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
+        os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def malloc_in_use() -> str:
+    """'tcmalloc' when this process allocates with it, else "the C library's malloc"."""
+    try:
+        ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory  # noqa: B018 (a lookup: AttributeError when absent)
+    except AttributeError:
+        return "the C library's malloc"
+    return "tcmalloc"
 
 
 def release_freed_memory() -> None:

@@ -24,7 +24,7 @@ from .distributed import ONE_PROCESS, Cluster, Local, cluster, is_master_host, l
 from .engine import Interrupted, Loop, make_loop
 from .errors import UserError
 from .files import check_writable, describe
-from .hardware import choose_threads, set_torch_threads, usable_cpus
+from .hardware import choose_threads, malloc_in_use, set_torch_threads, usable_cpus
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, freeze, load_backbone, save_artifact
 from .presets import PreprocessConfig
@@ -60,6 +60,7 @@ def launch(environ: Mapping[str, str]) -> None:
     env = TrainingEnv.from_environ(environ)
     hps = Hyperparameters.from_strings(env.hyperparameters)
     log.info("hyperparameters: %s", hps.as_dict())
+    log.info("heap allocator: %s", malloc_in_use())
     check_outputs(env)
     processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), usable_cpus())
     if processes == 1:

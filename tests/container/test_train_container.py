@@ -90,6 +90,7 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -
     rerun = docker_train(image, opt_ml, *mount)
     assert f"resuming from /opt/ml/checkpoints/{newest.name} after {done} completed epoch(s)" in rerun.stdout
     assert epochs_logged(rerun.stdout) == list(range(done + 1, 7))
+    assert "heap allocator: tcmalloc" in rerun.stdout  # bin/train re-ran itself with it (same PID: SIGTERM works)
     metrics = json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]
     assert metrics["epochs"] == 6 and (checkpoints / "best.pt").is_file()
     assert f"final best_epoch={metrics['best_epoch']} " in rerun.stdout
