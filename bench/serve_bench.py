@@ -444,7 +444,7 @@ def _agreement(answers: np.ndarray, reference: np.ndarray, trained: bool) -> dic
 
 def _allocate_as_the_server(argv: list[str], extra_env: dict[str, str]) -> None:
     """Re-run this benchmark under the heap allocator the server preloads (hardware.malloc_env): the limit and the
-    single-image times are measured in this process, and the allocator alone moves them by 10-35 %."""
+    single-image times are measured in this process, and the allocator alone moves a two-thread forward 20-40 %."""
     hardware.rerun_with_malloc(ServingEnv.from_environ({**os.environ, **extra_env}).malloc, [__file__, *argv])
     print(f"heap     {hardware.malloc_in_use()}, in this process (limit, single) as in the server")
 

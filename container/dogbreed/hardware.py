@@ -96,8 +96,8 @@ def malloc_env(malloc: str, environ: Mapping[str, str] = os.environ) -> tuple[di
 
     PyTorch allocates every activation afresh on each forward pass. With several threads, glibc's malloc hands
     the pages of those multi-MB buffers back to the kernel and each forward faults them in again (the served
-    int8 model at concurrency 16: 50 000 page faults a second); tcmalloc keeps them. Forward throughput in
-    bench/serve_bench.py's limit: +10 % (two streams) to +35 % (one forward on two threads). tcmalloc is preloaded
+    int8 model at concurrency 16: 50 000 page faults a second); tcmalloc keeps them (README "Int8 and one precision
+    per host": a forward on two threads +20-40 %, the server at concurrency 16 +6 %). tcmalloc is preloaded
     (LD_PRELOAD) where it is installed (the image); elsewhere the C library's malloc stays, and the text says so.
     """
     env = dict(environ)
