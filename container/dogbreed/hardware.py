@@ -33,6 +33,7 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX / AVX-512-BF16, aarch64 (Graviton 3+)
 MALLOCS = ("tcmalloc", "system")
 TCMALLOC = "tcmalloc_minimal"  # gperftools' tcmalloc without its profiler (Debian: libtcmalloc-minimal4)
+SYSTEM_MALLOC = "the C library's malloc"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def malloc_env(malloc: str, environ: Mapping[str, str] = os.environ) -> tuple[di
     """
     env = dict(environ)
     preload = [entry for entry in env.pop("LD_PRELOAD", "").replace(":", " ").split() if TCMALLOC not in entry]
-    used = "the C library's malloc"
+    used = SYSTEM_MALLOC
     if malloc == "tcmalloc":
         if library := ctypes.util.find_library(TCMALLOC):
             preload.insert(0, library)
@@ -122,13 +123,17 @@ def rerun_with_malloc(malloc: str, argv: list[str]) -> None:
         os.execve(sys.executable, [sys.executable, *argv], env)
 
 
-def malloc_in_use() -> str:
-    """'tcmalloc' when this process allocates with it, else "the C library's malloc"."""
+def _tcmalloc_release() -> Callable[[], None] | None:
+    """tcmalloc's ReleaseFreeMemory when this process allocates with tcmalloc (malloc_env), else None."""
     try:
-        ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory  # noqa: B018 (a lookup: AttributeError when absent)
-    except AttributeError:
-        return "the C library's malloc"
-    return "tcmalloc"
+        return getattr(ctypes.CDLL(None), "MallocExtension_ReleaseFreeMemory", None)
+    except OSError:  # no dlopen(NULL) on this platform
+        return None
+
+
+def malloc_in_use() -> str:
+    """'tcmalloc' when this process allocates with it, else SYSTEM_MALLOC."""
+    return "tcmalloc" if _tcmalloc_release() else SYSTEM_MALLOC
 
 
 def release_freed_memory() -> None:
@@ -137,8 +142,8 @@ def release_freed_memory() -> None:
     tcmalloc (malloc_env): its ReleaseFreeMemory. Nothing to do for other allocators (musl, macOS)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory()
+    if release := _tcmalloc_release():
+        release()
 
 
 def describe() -> Machine:
