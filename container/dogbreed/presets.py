@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,34 +42,15 @@ class ClassificationPresetTrain:
     """Random-resized crop + flip (+ colour jitter) when augmenting, else the eval transform."""
 
     def __init__(self, *, config: PreprocessConfig, augment: bool = True):
-        if augment:
-            geometry = [
-                T.RandomResizedCrop(config.image_size, antialias=True),
-                T.RandomHorizontalFlip(),
-                T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-            ]
-        else:
-            geometry = [
-                T.Resize(config.resize_size, antialias=True),
-                T.CenterCrop(config.image_size),
-            ]
-        self.transforms = T.Compose(
-            [T.PILToTensor(), *geometry, T.ToDtype(torch.float32, scale=True), T.Normalize(config.mean, config.std)]
-        )
-
-    def __call__(self, img):
-        return self.transforms(img)
-
-
-class ClassificationPresetEval:
-    """Resize the short side, centre-crop, scale to [0, 1], normalise: training's validation view."""
-
-    def __init__(self, *, config: PreprocessConfig):
+        if not augment:
+            self.transforms = ClassificationPresetEval(config=config)
+            return
         self.transforms = T.Compose(
             [
                 T.PILToTensor(),
-                T.Resize(config.resize_size, antialias=True),
-                T.CenterCrop(config.image_size),
+                T.RandomResizedCrop(config.image_size, antialias=True),
+                T.RandomHorizontalFlip(),
+                T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
                 T.ToDtype(torch.float32, scale=True),
                 T.Normalize(config.mean, config.std),
             ]
@@ -75,6 +58,28 @@ class ClassificationPresetEval:
 
     def __call__(self, img):
         return self.transforms(img)
+
+
+class ClassificationPresetEval:
+    """Resize the short side, centre-crop, scale to [0, 1], normalise: training's validation view, and serving's.
+
+    Takes a Pillow image or 8-bit RGB pixels as a 3 x H x W uint8 tensor; returns 3 x S x S float32 whose memory
+    is pixel-major (channels_last, as the served model reads it). Direct calls rather than a v2 Compose, as it runs
+    once per request: (x - 255 mean) / (255 std) over rows of pixels, with each channel's constants tiled along the
+    row, is one vectorised pass where a per-channel normalise of pixel-major memory is not.
+    """
+
+    def __init__(self, *, config: PreprocessConfig):
+        self.config = config
+        self._row_mean = (torch.tensor(config.mean) * 255).repeat(config.image_size)
+        self._row_scale = (1 / (torch.tensor(config.std) * 255)).repeat(config.image_size)
+
+    def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        pixels = F.pil_to_tensor(img) if isinstance(img, Image.Image) else img
+        size = self.config.image_size
+        crop = F.center_crop(F.resize(pixels, [self.config.resize_size], antialias=True), [size])
+        rows = crop.permute(1, 2, 0).reshape(size, size * 3)  # a view when the pixels are pixel-major, as decoded
+        return torch.sub(rows, self._row_mean).mul_(self._row_scale).view(size, size, 3).permute(2, 0, 1)
 
 
 def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) -> Image.Image:
@@ -86,15 +91,40 @@ def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) ->
     is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest power-of-two reduction whose
     short side still covers config.resize_size, so the eval transform's resize starts from fewer pixels.
     """
-    if config is not None and image.format == "JPEG":
-        width, height = image.size
-        scale = config.resize_size / min(width, height)
-        if scale < 0.5:
-            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    if (size := _draft_size(image, config)) is not None:
+        image.draft("RGB", size)
     if image.mode.startswith("I;16"):
         gray = np.asarray(image).astype(np.float32) / 257
         return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")
     if image.mode in ("I", "F"):
         kind = "32-bit integer" if image.mode == "I" else "floating-point"
         raise ValueError(f"{kind} pixels (mode {image.mode}) have no defined brightness range; use 8 or 16 bits")
+    if image.mode == "RGB":  # convert would copy the decoded pixels
+        image.load()
+        return image
     return image.convert("RGB")
+
+
+def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig | None = None) -> torch.Tensor:
+    """decode_rgb's pixels as a 3 x H x W uint8 tensor (pixel-major), from a lazily opened image and its file's bytes.
+
+    A JPEG in RGB or grayscale that draft mode would not reduce is decoded by torchvision.io.decode_jpeg instead:
+    the same libjpeg-turbo decode, bit for bit (tests/unit/test_presets.py), straight into a tensor, without
+    Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. If torchvision
+    refuses the file, Pillow decodes it or raises the error its callers handle.
+    """
+    if image.format == "JPEG" and image.mode in ("RGB", "L") and _draft_size(image, config) is None:
+        try:
+            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass
+    return F.pil_to_tensor(decode_rgb(image, config=config))
+
+
+def _draft_size(image: Image.Image, config: PreprocessConfig | None) -> tuple[int, int] | None:
+    """The size to ask draft mode for: a JPEG at least twice as large as config's resize needs, else None."""
+    if config is None or image.format != "JPEG":
+        return None
+    width, height = image.size
+    scale = config.resize_size / min(width, height)
+    return (math.ceil(width * scale), math.ceil(height * scale)) if scale < 0.5 else None

@@ -1,11 +1,14 @@
-"""presets: the eval and train transforms, decode_rgb's handling of every pixel mode, and the saved config."""
+"""presets: the eval and train transforms, decode_rgb's handling of every pixel mode, decode_pixels' JPEG path,
+and the saved config."""
 
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2 as T
 
 from dogbreed.presets import (
     IMAGENET_MEAN,
@@ -13,6 +16,7 @@ from dogbreed.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
     PreprocessConfig,
+    decode_pixels,
     decode_rgb,
 )
 from local_test.make_sample_data import make_image
@@ -29,6 +33,21 @@ def test_eval_transform_gives_a_normalised_float_square(size):
     out = ClassificationPresetEval(config=CONFIG)(photo(size))
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
     torch.testing.assert_close(out, ClassificationPresetEval(config=CONFIG)(photo(size)))  # deterministic
+
+
+@pytest.mark.parametrize("size", [(120, 90), (90, 120), (37, 37), (20, 20)])
+def test_eval_transform_computes_torchvisions_resize_crop_scale_normalise(size):
+    """The hand-written transform (direct calls, one normalising pass) against torchvision's own composition."""
+    reference = T.Compose(
+        [T.PILToTensor(), T.Resize(CONFIG.resize_size, antialias=True), T.CenterCrop(CONFIG.image_size),
+         T.ToDtype(torch.float32, scale=True), T.Normalize(CONFIG.mean, CONFIG.std)]
+    )  # fmt: skip
+    image = photo(size)
+    out = ClassificationPresetEval(config=CONFIG)
+    torch.testing.assert_close(out(image), reference(image), atol=1e-5, rtol=0)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    torch.testing.assert_close(out(pixels), reference(image), atol=1e-5, rtol=0)  # uint8 pixels, as served
+    torch.testing.assert_close(out(pixels.contiguous()), reference(image), atol=1e-5, rtol=0)  # any memory layout
 
 
 def test_eval_transform_scales_to_unit_range_then_normalises_per_channel():
@@ -101,3 +120,38 @@ def test_preprocess_config_derives_the_resize_and_round_trips_through_json():
         assert PreprocessConfig.from_dict(saved) == config
     assert custom.mean == (0.5, 0.5, 0.5) and custom.std == (1.0, 1.0, 1.0)
     assert PreprocessConfig.from_dict({"image_size": 64, "unknown": 1}) == PreprocessConfig(image_size=64)
+
+
+def jpeg_file(image: Image.Image, **options) -> tuple[Image.Image, bytes]:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **options)
+    return Image.open(io.BytesIO(buffer.getvalue())), buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("RGB", {"quality": 90}), ("RGB", {"quality": 75, "subsampling": 0}), ("RGB", {"progressive": True}),
+     ("L", {"quality": 85}), ("CMYK", {"quality": 90})],
+)  # fmt: skip
+def test_decode_pixels_gives_pillows_jpeg_pixels_bit_for_bit(mode, options):
+    """Serving decodes JPEGs with torchvision and training with Pillow: the pixels must be the same."""
+    image, data = jpeg_file(photo((200, 150)).convert(mode), **options)
+    pixels = decode_pixels(image, data, config=PreprocessConfig())
+    opened, _ = jpeg_file(photo((200, 150)).convert(mode), **options)
+    expected = torch.from_numpy(np.asarray(decode_rgb(opened)).copy()).permute(2, 0, 1)
+    assert pixels.dtype == torch.uint8 and torch.equal(pixels, expected)
+
+
+def test_decode_pixels_drafts_a_large_jpeg_as_pillow_does():
+    image, data = jpeg_file(photo((1200, 900)))
+    pixels = decode_pixels(image, data, config=PreprocessConfig())
+    assert tuple(pixels.shape) == (3, 450, 600)  # libjpeg's 1/2 scale: the short side still covers 256
+    full, _ = jpeg_file(photo((1200, 900)))
+    assert tuple(decode_pixels(full, data).shape) == (3, 900, 1200)  # no config: full size
+
+
+def test_decode_pixels_refuses_a_truncated_jpeg_with_pillows_error():
+    _, data = jpeg_file(photo((200, 150)))
+    cut = data[: len(data) // 2]
+    with pytest.raises(OSError, match="truncated"):
+        decode_pixels(Image.open(io.BytesIO(cut)), cut, config=PreprocessConfig())

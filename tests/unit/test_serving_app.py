@@ -9,6 +9,7 @@ from serving_fixtures import CLASS_NAMES, write_artifact
 from serving_requests import MIB, b64, bad_requests, encode, instances, jpeg, npy, padded_jpeg, photo, png
 
 from dogbreed.model import load_artifact
+from dogbreed.serving import codecs
 from dogbreed.serving.app import create_app
 from dogbreed.serving.predictor import Predictor, PredictorConfig
 from dogbreed.sm_env import ServingEnv
@@ -99,7 +100,7 @@ def test_sixteen_bit_grayscale_answers_as_its_eight_bit_twin(client):
 
 def test_numpy_client_lines_give_the_predictors_class(client, predictor):
     """Both lines users run on the JSON-deserialised response print the 1-based breed number."""
-    image = photo(2)
+    image = codecs.open_image(jpeg(2), codecs.DecodeLimits())
     expected = int(np.argmax(predictor.predict([image])[0])) + 1
     response = post(client, jpeg(2), "image/jpeg", Accept="application/json").get_json()
     assert (np.argmax(response, 1) + 1).tolist() == [expected]

@@ -26,14 +26,14 @@ def test_json_shapes_keep_order(doc):
     images = {"A": jpeg(0, size=(40, 30)), "B": jpeg(1, size=(50, 30))}
     body = json.dumps(doc).replace('"A"', json.dumps(b64(images["A"]))).replace('"B"', json.dumps(b64(images["B"])))
     decoded = codecs.decoder_for("application/json")(body.encode(), LIMITS)
-    assert [image.size for image in decoded] == [(40, 30), (50, 30)]
+    assert [image.opened.size for image in decoded] == [(40, 30), (50, 30)]
 
 
 def test_json_single_image_with_data_url_and_line_breaks():
     text = b64(jpeg())
     wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
     (image,) = codecs.decode_json(json.dumps({"image": "data:image/jpeg;base64," + wrapped}).encode(), LIMITS)
-    assert image.format == "JPEG"
+    assert image.opened.format == "JPEG"
 
 
 def test_npy_batch_and_single():

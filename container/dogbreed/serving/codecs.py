@@ -59,9 +59,19 @@ DEFAULT_TOP_K = 5
 JSON = "application/json"
 NPY = "application/x-npy"
 
-# An image as decoders hand it over: a lazily opened Pillow image (header checked, pixels not yet
-# decoded) or an HxWx3 uint8 array. The predictor decodes and preprocesses it.
-Image_ = Image.Image | np.ndarray
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file from a request: its bytes, and Pillow's lazy view of them (format, mode and size read from the
+    header and checked; no pixel decoded yet)."""
+
+    data: bytes
+    opened: Image.Image
+
+
+# An image as decoders hand it over: an EncodedImage, or an HxWx3 uint8 array. The predictor decodes and
+# preprocesses it (presets.decode_pixels).
+Image_ = EncodedImage | np.ndarray
 
 
 # Raster formats a request may hold, sniffed from the bytes. Pillow's other plugins stay unreachable from a
@@ -129,12 +139,12 @@ def _check_count(count: int) -> None:
         raise PayloadTooLarge(f"{count} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
 
 
-def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> Image.Image:
+def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> EncodedImage:
     """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
     with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     check_size(*image.size, limits, where)
-    return image
+    return EncodedImage(data, image)
 
 
 def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
@@ -147,7 +157,7 @@ def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
 
 def decode_image(body: bytes, limits: DecodeLimits, media_type: str = "") -> list[Image_]:
     image = open_image(body, limits, "the request body", media_type)
-    check_request([image.size], limits)
+    check_request([image.opened.size], limits)
     return [image]
 
 
@@ -193,7 +203,7 @@ def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> li
     items = _json_items(doc)
     _check_count(len(items))  # before decoding any base64
     images = [open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items)]
-    check_request([image.size for image in images], limits)
+    check_request([image.opened.size for image in images], limits)
     return images
 
 

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.fx.experimental.optimization import fuse
 
 from .. import hardware, quantize, sm_env
 from ..errors import ServingError
 from ..model import Artifact, load_artifact
-from ..presets import ClassificationPresetEval, decode_rgb
+from ..presets import ClassificationPresetEval, decode_pixels
 from . import codecs
 from .batching import DynamicBatcher
 
@@ -52,7 +51,7 @@ class PredictorConfig:
     torch_threads: int | None = None  # compute threads of this process; None: torch's default
     streams: int = 1  # batches computed at the same time, sharing torch_threads (see DynamicBatcher)
     timeout_s: float = sm_env.DEFAULT_SERVER_TIMEOUT  # a request's inference deadline (503 after it)
-    jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_rgb)
+    jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_pixels)
 
     @classmethod
     def from_env(cls, env: sm_env.ServingEnv, *, torch_threads: int, streams: int) -> "PredictorConfig":
@@ -145,7 +144,7 @@ class Predictor:
         hardware.release_freed_memory()  # the artifact's weights, and the copies the served model was made from
         return predictor
 
-    def predict(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+    def predict(self, images: Sequence[codecs.Image_]) -> np.ndarray:
         """Class probabilities, float32 N x C, one row per image in order."""
         with self._batcher.slot() as slot:
             batch = self.preprocess(images)  # in the caller's thread, overlapping other forwards
@@ -155,7 +154,7 @@ class Predictor:
         except FutureTimeout:
             raise ServingError(f"inference did not finish within {self.config.timeout_s:g} s", 503) from None
 
-    def preprocess(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[codecs.Image_]) -> torch.Tensor:
         """Decode and apply training's eval transform: N x 3 x S x S float32.
 
         One compute thread (the setting is per thread, restored after): concurrent request threads
@@ -164,13 +163,14 @@ class Predictor:
         with hardware.torch_threads(1):
             return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
 
-    def _to_tensor(self, image: Image.Image | np.ndarray, index: int) -> torch.Tensor:
+    def _to_tensor(self, image: codecs.Image_, index: int) -> torch.Tensor:
         if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
             pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
+        draft = self.preprocess_config if self.config.jpeg_draft else None
         with codecs.pillow_errors(f"image {index}"):
-            rgb = decode_rgb(image, config=self.preprocess_config if self.config.jpeg_draft else None)
-        return self._transform(rgb)
+            pixels = decode_pixels(image.opened, image.data, config=draft)
+        return self._transform(pixels)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
