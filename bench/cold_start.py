@@ -52,10 +52,13 @@ def one_start(image: str, model_dir: Path, env: dict[str, str], timeout: float =
     """Seconds from `docker run` to the first /ping 200 of a fresh container, and its worker's MB after 8 requests."""
     port, name = _free_port(), f"dogbreed-cold-{uuid.uuid4().hex[:8]}"
     env_args = [a for k, v in {**env, "SAGEMAKER_BIND_TO_PORT": str(port)}.items() for a in ("-e", f"{k}={v}")]
-    command = ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", *env_args,
+    command = ["docker", "run", "-d", "--rm", "--pull", "never", "--name", name, "--network", "host", *env_args,
                "-v", f"{model_dir.resolve()}:/opt/ml/model:ro", image, "serve"]  # fmt: skip
     started = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True)
+    launched = subprocess.run(command, check=False, capture_output=True, text=True)
+    if launched.returncode:
+        raise SystemExit(f"docker run {image} failed: {launched.stderr.strip()} (is the engine up and the image "
+                         "built? scripts/ensure_docker.sh, ./build_and_push.sh --no-push)")  # fmt: skip
     try:
         while not _ping(f"http://127.0.0.1:{port}"):
             if time.monotonic() - started > timeout:
