@@ -16,6 +16,8 @@ your own with --photos), it measures:
   serve      the real launcher (container/bin/serve, as in the image) driven by concurrent keep-alive
              clients at each concurrency: throughput and p50/p95/p99 latency
   naive      bench/naive_server.py (Flask + Pillow + torchvision + fp32 eager, batch 1) on gunicorn
+  single     decode + preprocess of one photo and a batch-1 forward on the server's path, in process, just
+             before and just after concurrency 1 (the faster of the two), for p50_c1_vs_decode_forward
   agreement  the server's answers for every photo vs exact fp32 on the same preprocessing
 and prints, last, one line of ratios:
   serve_vs_limit=… serve_vs_naive=… p50_c1_ms=… p50_c1_vs_decode_forward=… top1_agreement_vs_fp32=… max_prob_diff=…
@@ -215,22 +217,30 @@ def forward_rate(model: torch.nn.Module, batch: torch.Tensor, seconds: float = 4
     return throughput(model, batch, seconds)
 
 
-def decode_and_single_forward_ms(model_dir: Path, photos: list[bytes], precision: str) -> tuple[float, float, str]:
-    """Median decode+preprocess of one photo, and median batch-1 forward, on the server's own path."""
+@contextmanager
+def single_probe(model_dir: Path, photos: list[bytes], precision: str) -> Iterator[Callable[[], tuple[float, float]]]:
+    """A probe of the median decode+preprocess of one photo and the median batch-1 forward, on the server's own
+    path, in this process: called beside the c1 run, as the limit is beside the top level (the machine drifts)."""
     predictor = Predictor.load(model_dir, PredictorConfig(precision=precision, torch_threads=hardware.usable_cpus()))
     limits = codecs.DecodeLimits(max_pixels=40_000_000)
-    decode = []
-    for body in photos[:64]:
-        started = time.perf_counter()
-        tensor = predictor.preprocess([codecs.open_image(body, limits)])
-        decode.append(time.perf_counter() - started)
-    forward = []
-    for _ in range(20):
-        started = time.perf_counter()
-        predictor.forward(tensor)
-        forward.append(time.perf_counter() - started)
-    predictor.close()
-    return statistics.median(decode) * 1e3, statistics.median(forward) * 1e3, predictor.precision
+
+    def probe() -> tuple[float, float]:
+        decode = []
+        for body in photos[:64]:
+            started = time.perf_counter()
+            tensor = predictor.preprocess([codecs.open_image(body, limits)])
+            decode.append(time.perf_counter() - started)
+        forward = []
+        for _ in range(20):
+            started = time.perf_counter()
+            predictor.forward(tensor)
+            forward.append(time.perf_counter() - started)
+        return statistics.median(decode) * 1e3, statistics.median(forward) * 1e3
+
+    try:
+        yield probe
+    finally:
+        predictor.close()
 
 
 def fp32_reference(model_dir: Path, photos: list[bytes]) -> np.ndarray:
@@ -324,19 +334,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_runs(base: Path, photos, levels, seconds, extra_env, *, probe_limit) -> tuple[list, list, np.ndarray]:
-    """The real server at each concurrency level; the limit is probed (in this process, server idle)
-    right before and right after the highest level, so the two are compared on the same machine state."""
+def serve_runs(base: Path, photos, levels, seconds, extra_env, *, probe_limit) -> tuple[list, list, list, np.ndarray]:
+    """The real server at each concurrency level; the limit is probed (in this process, server idle) right before
+    and right after the highest level, decode + single forward right before and after the lowest, so each ratio
+    compares figures of the same machine state. Returns the runs, the limits, the (decode, forward) ms pairs and
+    the server's answers for every photo."""
     port = _free_port()
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "PYTHONPATH": str(REPO / "container"), **extra_env}  # fmt: skip
     with server([sys.executable, str(REPO / "container" / "bin" / "serve")], env, port, base / "serve.log"):
-        runs = [drive(port, photos, c, seconds) for c in levels[:-1]]
+        with single_probe(base / "model", photos, served_choice(base / "serve.log")[0]) as probe_single:
+            singles = [probe_single()]
+            runs = [drive(port, photos, levels[0], seconds)]
+            singles.append(probe_single())
+        runs += [drive(port, photos, c, seconds) for c in levels[1:-1]]
         limits = [probe_limit()]
         runs.append(drive(port, photos, levels[-1], seconds))
         limits.append(probe_limit())
         answers = all_answers(port, photos)
-    return runs, limits, answers
+    return runs, limits, singles, answers
 
 
 def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
@@ -362,13 +378,12 @@ def naive_runs(base: Path, photos, levels, seconds) -> list[dict]:
         return [drive(port, photos, c, seconds) for c in levels]
 
 
-def served_precision(log: Path) -> str:
-    """The precision the server's (first) worker chose, from its start-up line."""
+def served_choice(log: Path) -> tuple[str, str]:
+    """The precision the server's (first) worker chose, and why, from its start-up line."""
     found = re.search(r"predictor ready in [0-9.]+ s: \d+ classes, \w+ (\w+) \((.*?)\), input", log.read_text())
     if not found:
         raise SystemExit(f"no 'predictor ready' line in the server log {log}")
-    print(f"server   chose {found[1]}: {found[2]}")
-    return found[1]
+    return found[1], found[2]
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -461,11 +476,16 @@ def main(argv: list[str] | None = None) -> int:
         _setup(base, photos, args.model_dir)
         probe_limit, fastest = _limit_probe(base / "model")
         reference = fp32_reference(base / "model", photos)
-        serve, probes, answers = serve_runs(base, photos, levels, args.seconds, extra_env, probe_limit=probe_limit)
+        serve, probes, singles, answers = serve_runs(base, photos, levels, args.seconds, extra_env,
+                                                     probe_limit=probe_limit)  # fmt: skip
         _table("serve", serve)
-        precision = served_precision(base / "serve.log")
-        decode_ms, forward_ms, _ = decode_and_single_forward_ms(base / "model", photos, precision)
-        print(f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision})")
+        precision, reason = served_choice(base / "serve.log")
+        print(f"server   chose {precision}: {reason}")
+        decode_ms, forward_ms = min(singles, key=sum)  # the faster, so the ratio errs against the server
+        print(
+            f"single   decode+preprocess {decode_ms:.1f} ms, forward batch 1 {forward_ms:.1f} ms ({precision}), the "
+            f"faster of just before / after c{levels[0]}: {sum(singles[0]):.1f} / {sum(singles[1]):.1f} ms"
+        )
         limit = max(probes)  # the higher, so the ratio errs against the server
         print(f"limit    best of {' and '.join(fastest)} just before / after c{levels[-1]}: "
               f"{probes[0]:.1f} / {probes[1]:.1f} img/s")  # fmt: skip
