@@ -1,6 +1,7 @@
 """Input channels → image datasets and loaders: split discovery, class checks, unreadable-image skipping."""
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,36 +114,66 @@ def class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Image files at any depth under folder (none if it is missing), sorted, like ImageFolder: symlinked directories
+    are followed, each directory once (a symlink cycle ends); names starting with '.' are skipped (._x.jpg,
+    .ipynb_checkpoints/)."""
+    found, seen = [], set()
+    _first_visit(folder, seen)
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and _first_visit(Path(top, d), seen)]
+        found += [Path(top, f) for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def _first_visit(directory: Path, seen: set[tuple[int, int]]) -> bool:
+    """True the first time the directory (by device and inode, whatever the path or symlink) is met."""
+    try:
+        stat = directory.stat()
+    except OSError:
+        return False
+    key = (stat.st_dev, stat.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
-    """All readable images under root/<class>/; unreadable ones are skipped and logged. In the train split every
-    class needs an image: a class the model never sees is one it can never predict."""
+    """All readable images under root/<class>/ at any depth, labelled by the class's index in class_names (train's
+    order); unreadable ones are skipped and logged. In the train split every class needs an image: a class the model
+    never sees is one it can never predict. Valid/test may lack classes (a warning): they are just not measured."""
     samples, skipped = [], []
     for label, name in enumerate(class_names):
-        for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-                continue
-            (samples if is_readable_image(path) else skipped).append((path, label))
+        for path in image_files(root / name):
+            if path.is_file():
+                (samples if is_readable_image(path) else skipped).append((path, label))
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s split, e.g. %s", len(skipped), split, skipped[0][0])
     if not samples:
-        raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/*.jpg)")
+        raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/**/*.jpg)")
     empty = sorted(set(class_names) - {class_names[label] for _, label in samples})
     if split == TRAIN and empty:
         raise UserError(
             f"{len(empty)} class folder(s) in {root} hold no readable training image: {', '.join(empty[:5])}; "
             "add images (jpg, png, ...) or remove the folder in every split"
         )
-    log.info("%s split: %d images in %d classes from %s", split, len(samples), len(class_names), root)
+    if empty:
+        log.warning(
+            "%s split at %s has no readable image of %d of the %d classes, so its metrics leave them out: %s",
+            split, root, len(empty), len(class_names), ", ".join(empty[:5]),
+        )  # fmt: skip
+    log.info("%s split: %d images in %d classes from %s", split, len(samples), len(class_names) - len(empty), root)
     return ImageList(samples)
 
 
-def check_same_classes(reference: list[str], other: list[str], names: tuple[Path, Path]) -> None:
-    if reference != other:
-        only_ref = sorted(set(reference) - set(other))[:5]
-        only_other = sorted(set(other) - set(reference))[:5]
+def check_known_classes(class_names: list[str], folders: list[str], names: tuple[Path, Path]) -> None:
+    """Every class folder of a split must be one of train's (names: train's path, the split's path)."""
+    unknown = sorted(set(folders) - set(class_names))
+    if unknown:
         raise UserError(
-            f"class folders differ between {names[0]} and {names[1]}: only in the first {only_ref}, "
-            f"only in the second {only_other}; every split needs the same class folders"
+            f"{len(unknown)} class folder(s) in {names[1]} are not in the train split {names[0]}: "
+            f"{', '.join(unknown[:5])}; the model can never predict them: add them to train or remove them"
         )
 
 
@@ -188,7 +219,7 @@ class Splits:
 
 
 def load_splits(paths: SplitPaths) -> Splits:
-    """Scan every split; class folders must agree with train's."""
+    """Scan every split; train's sorted class folders are the labels, other splits may hold a subset of them."""
     class_names = class_folders(paths.train)
     if len(class_names) < 2:
         raise UserError(
@@ -199,6 +230,6 @@ def load_splits(paths: SplitPaths) -> Splits:
     for split in ("train", "valid", "test"):
         root = getattr(paths, split)
         if root is not None:
-            check_same_classes(class_names, class_folders(root), (paths.train, root))
+            check_known_classes(class_names, class_folders(root), (paths.train, root))
             scanned[split] = scan_split(root, class_names, split)
     return Splits(class_names, scanned["train"], scanned["valid"], scanned.get("test"))

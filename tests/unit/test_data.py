@@ -1,5 +1,7 @@
-"""Channels → datasets: both channel layouts, class checks, unreadable images skipped, empty splits named."""
+"""Channels → datasets: both channel layouts, nested and hidden files, class checks, unreadable images skipped, empty
+splits named."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,81 @@ def test_split_without_images_names_its_path(dog_images):
         data.load_splits(data.find_splits({"training": dog_images}))
 
 
-def test_class_lists_must_agree(dog_images):
+def load(dog_images: Path) -> data.Splits:
+    return data.load_splits(data.find_splits({"training": dog_images}))
+
+
+def nest(folder: Path, *parts: str) -> list[Path]:
+    """Move the images of a class folder into folder/<parts>/; returns their new paths."""
+    target = folder.joinpath(*parts)
+    target.mkdir(parents=True)
+    return [image.rename(target / image.name) for image in sorted(folder.glob("*.jpg"))]
+
+
+def test_images_in_subfolders_of_a_class_folder_are_found_in_sorted_order(dog_images):
+    train = dog_images / "train"
+    deep = nest(train / "002.Afghan_hound", "phone", "2024")
+    shallow = nest(train / "003.Airedale_terrier", "Camera")
+    splits = load(dog_images)
+    labels = dict(splits.train.samples)
+    assert [labels[path] for path in deep + shallow] == [1] * 3 + [2] * 3
+    assert splits.train.samples == sorted(splits.train.samples, key=lambda sample: (sample[1], sample[0]))
+
+
+def test_symlinked_folders_are_followed_and_a_symlink_cycle_ends(dog_images, tmp_path):
+    folder = dog_images / "train" / "001.Affenpinscher"
+    elsewhere = tmp_path / "elsewhere"
+    moved = nest(folder, "album")
+    (folder / "album").rename(elsewhere)
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(elsewhere, target_is_directory=True)  # two cycles: a walk that follows links
+    (elsewhere / "up").symlink_to(folder, target_is_directory=True)  # blindly never ends
+    paths = [path for path, label in load(dog_images).train.samples if label == 0]
+    assert paths == [folder / "linked" / image.name for image in moved]
+
+
+def test_hidden_files_and_folders_are_skipped(dog_images, caplog):
+    folder = dog_images / "train" / "001.Affenpinscher"
+    first = sorted(folder.glob("*.jpg"))[0]
+    (folder / f"._{first.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / first.name).write_bytes(first.read_bytes())
+    (dog_images / "train" / ".cache").mkdir()  # a hidden folder is not a class either
+    splits = load(dog_images)
+    assert len(splits.train) == 9 and len(splits.class_names) == 3
+    parts = {part for path, _ in splits.train.samples for part in path.relative_to(dog_images).parts}
+    assert not [part for part in parts if part.startswith(".")]
+    assert "unreadable" not in caplog.text
+
+
+def test_valid_split_missing_a_class_is_labelled_by_train_classes(dog_images, caplog):
+    shutil.rmtree(dog_images / "valid" / "001.Affenpinscher")
+    (dog_images / "test" / "002.Afghan_hound" / "empty").mkdir()
+    for image in (dog_images / "test" / "002.Afghan_hound").glob("*.jpg"):
+        image.unlink()  # an emptied folder is missing the class just the same
+    splits = load(dog_images)
+    assert splits.class_names == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
+    assert {path.parent.name: label for path, label in splits.valid.samples} == {
+        "002.Afghan_hound": splits.class_names.index("002.Afghan_hound"),
+        "003.Airedale_terrier": splits.class_names.index("003.Airedale_terrier"),
+    }
+    assert {path.parent.name: label for path, label in splits.test.samples} == {
+        "001.Affenpinscher": 0,
+        "003.Airedale_terrier": 2,
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"valid split at {dog_images / 'valid'} has no readable image of 1 of the 3 classes, so its metrics leave "
+        "them out: 001.Affenpinscher",
+        f"test split at {dog_images / 'test'} has no readable image of 1 of the 3 classes, so its metrics leave "
+        "them out: 002.Afghan_hound",
+    ]
+
+
+def test_class_folder_that_train_lacks_is_named(dog_images):
     (dog_images / "valid" / "002.Afghan_hound").rename(dog_images / "valid" / "099.Other")
-    with pytest.raises(UserError, match="class folders differ"):
-        data.load_splits(data.find_splits({"training": dog_images}))
+    with pytest.raises(UserError, match=r"1 class folder\(s\) in .*valid are not in the train split .*: 099\.Other;"):
+        load(dog_images)
 
 
 def test_subset_is_seeded_and_capped(dog_images):

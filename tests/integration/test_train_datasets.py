@@ -1,0 +1,31 @@
+"""Dataset layouts users bring: images in subfolders of class folders, hidden files, valid/test lacking a class."""
+
+import json
+import shutil
+
+from local_test.make_sample_data import BREEDS
+
+
+def test_nested_images_and_splits_lacking_a_class_train(sm_tree, run_train):
+    base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": "false"}, per_class=6)
+    images = base / "input" / "data" / "training"
+    for number, folder in enumerate(sorted((images / "train").iterdir())):  # e.g. synced from a phone
+        nested = folder / "DCIM" / f"album{number}"
+        nested.mkdir(parents=True)
+        for image in folder.glob("*.jpg"):
+            image.rename(nested / image.name)
+        (nested / f"._{image.name}").write_bytes(b"AppleDouble")  # macOS metadata, not an image
+    shutil.rmtree(images / "valid" / "004.Akita")
+    shutil.rmtree(images / "test" / "001.Affenpinscher")
+
+    result = run_train(base)
+
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert (base / "model" / "model.pt").is_file()
+    assert "train split: 24 images in 4 classes" in log and "unreadable" not in log
+    assert "no readable image of 1 of the 4 classes, so its metrics leave them out: 004.Akita" in log
+    config = json.loads((base / "model" / "model_config.json").read_text())
+    assert config["class_names"] == list(BREEDS[:4])
+    per_class = json.loads((base / "output" / "data" / "metrics.json").read_text())["per_class"]
+    assert {name: entry["count"] for name, entry in per_class.items()} == dict.fromkeys(BREEDS[1:4], 2)
