@@ -8,12 +8,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/ensure_docker.sh"
 
-# Debian packages the tests use: shellcheck (lint), docker-registry (the push tests' registry) and nginx (the
-# front of `serve`, which the server tests run on this host).
+# Debian packages the tests use: shellcheck (lint), docker-registry (the push tests' registry), nginx (the
+# front of `serve`, which the server tests run on this host) and tcmalloc (the model server's heap, as in the image).
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+ldconfig -p | grep -q libtcmalloc_minimal.so.4 || missing+=(libtcmalloc-minimal4)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "setup_dev: please install ${missing[*]}" >&2

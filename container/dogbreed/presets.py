@@ -121,6 +121,17 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
     return F.pil_to_tensor(decode_rgb(image, config=config))
 
 
+def decoded_size(image: Image.Image, *, config: PreprocessConfig | None = None) -> tuple[int, int]:
+    """The size decode_pixels decodes a lazily opened image at: its own, or a large JPEG's draft reduction (Pillow's
+    rule: the largest of 8, 4, 2 that keeps both sides at least the size asked for)."""
+    width, height = image.size
+    if (wanted := _draft_size(image, config)) is None:
+        return width, height
+    scale = min(width // wanted[0], height // wanted[1])
+    reduction = next(r for r in (8, 4, 2, 1) if scale >= r)
+    return -(-width // reduction), -(-height // reduction)
+
+
 def _draft_size(image: Image.Image, config: PreprocessConfig | None) -> tuple[int, int] | None:
     """The size to ask draft mode for: a JPEG at least twice as large as config's resize needs, else None."""
     if config is None or image.format != "JPEG":

@@ -90,6 +90,8 @@ def gunicorn_options(env: ServingEnv, plan: ServerPlan, run_dir: Path) -> dict:
         "loglevel": "info",
         "proc_name": "dogbreed-serve",
         "post_worker_init": lambda worker: _worker_ready(worker.pid, run_dir),
+        # In the master, whoever a worker ends: its replacement vouches for the model again once it has loaded it.
+        "child_exit": lambda _server, _worker: front.loaded_marker(run_dir).unlink(missing_ok=True),
     }
 
 
@@ -98,15 +100,18 @@ def _worker_ready(pid: int, run_dir: Path) -> None:
     front.ready_marker(run_dir).touch()
 
 
-def load_wsgi_app(env: ServingEnv, plan: ServerPlan):
-    """Runs in each worker before it accepts traffic: the model, or a 503 app that says why not."""
+def load_wsgi_app(env: ServingEnv, plan: ServerPlan, run_dir: Path):
+    """Runs in each worker before it accepts traffic: the model (and front.loaded_marker), or a 503 app that says
+    why not."""
     from .serving.app import create_app
 
     try:
         from .serving.predictor import Predictor, PredictorConfig
 
         config = PredictorConfig.from_env(env, torch_threads=plan.torch_threads, streams=plan.streams)
-        return create_app(Predictor.load(env.model_dir, config), env)
+        app = create_app(Predictor.load(env.model_dir, config), env)
+        front.loaded_marker(run_dir).touch()
+        return app
     except ArtifactError as exc:
         log.error("cannot serve: %s", exc)
         return create_app(None, env, unavailable_reason=str(exc))
@@ -237,7 +242,7 @@ def model_server(run_dir: Path) -> int:
         host.memory_bytes / 1024**3,
     )  # fmt: skip
     _import_model_stack()
-    GunicornServer(gunicorn_options(env, plan, run_dir), lambda: load_wsgi_app(env, plan)).run()
+    GunicornServer(gunicorn_options(env, plan, run_dir), lambda: load_wsgi_app(env, plan, run_dir)).run()
     return 0
 
 

@@ -4,7 +4,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from serving_fixtures import CLASS_NAMES, REPO, running_server, wait_for_ping, w
 from serving_requests import (
     MIB,
     bad_requests,
+    flat_png,
     in_flight_request,
     instances,
     jpeg,
@@ -30,9 +33,9 @@ def base_dir(tmp_path_factory):
     return base
 
 
-def invoke(server, body: bytes, content_type: str = "image/jpeg", **headers) -> requests.Response:
+def invoke(server, body: bytes, content_type: str = "image/jpeg", timeout: float = 30, **headers) -> requests.Response:
     return requests.post(
-        f"{server.url}/invocations", data=body, headers={"Content-Type": content_type, **headers}, timeout=30
+        f"{server.url}/invocations", data=body, headers={"Content-Type": content_type, **headers}, timeout=timeout
     )
 
 
@@ -58,6 +61,39 @@ def test_two_workers_survive_the_bad_request_corpus(base_dir, tmp_path):
         assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
         assert server.worker_pids() == workers
         assert invoke(server, jpeg()).json() == good.json()
+
+
+def test_concurrent_large_images_take_turns_within_the_budget_and_never_delay_ping(base_dir, tmp_path):
+    """16 requests at once, each two 6000x6000 PNGs in 70 KB: the worker decodes them in turn within its pixel
+    budget (before it, 32 such requests took it to 12 GB), and nginx answers /ping without waiting for them."""
+    import psutil
+
+    body = instances(*[flat_png(6000, 6000)] * 2)
+    with running_server(base_dir, tmp_path / "server.log") as server:
+        wait_for_ping(server)
+        (worker,) = (psutil.Process(pid) for pid in server.worker_pids())
+        before, peak, pings, done = worker.memory_info().rss, [0], [], threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], worker.memory_info().rss)
+                started = time.monotonic()
+                assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+                pings.append(time.monotonic() - started)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: invoke(server, body, "application/json", timeout=120).status_code,
+                                     range(16)))  # fmt: skip
+        done.set()
+        watcher.join()
+    grown_mib = (peak[0] - before) / MIB
+    print(f"16 requests of 2 x 36 MP: worker +{grown_mib:.0f} MiB at peak; /ping max {max(pings) * 1000:.0f} ms")
+    assert statuses == [200] * 16
+    assert grown_mib < 1500
+    assert max(pings) < 0.5
 
 
 def test_payload_limit_and_batch_over_http(base_dir, tmp_path):

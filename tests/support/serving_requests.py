@@ -85,6 +85,11 @@ def strip_png(width: int, height: int = 1) -> bytes:
     return encode(Image.new("L", (width, height)), "PNG")
 
 
+def flat_png(width: int, height: int) -> bytes:
+    """A real PNG of one colour: a few KB to send, width x height pixels to decode."""
+    return encode(Image.new("RGB", (width, height), (120, 90, 60)), "PNG")
+
+
 def heic_like() -> bytes:
     """The start of an ISO-BMFF HEIC file (ftyp box, brand heic): a format this server does not read."""
     return struct.pack(">I", 24) + b"ftypheic" + b"\0\0\0\0" + b"mif1heic" + b"\0" * 64

@@ -18,6 +18,7 @@ from dogbreed.presets import (
     PreprocessConfig,
     decode_pixels,
     decode_rgb,
+    decoded_size,
 )
 from local_test.make_sample_data import make_image
 
@@ -153,3 +154,13 @@ def test_decode_pixels_refuses_a_truncated_jpeg_with_pillows_error():
     cut = data[: len(data) // 2]
     with pytest.raises(OSError, match="truncated"):
         decode_pixels(Image.open(io.BytesIO(cut)), cut, config=PreprocessConfig())
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (1200, 900), (1100, 530), (600, 450), (2050, 513)])
+def test_decoded_size_is_the_size_decode_pixels_decodes_at(size):
+    """The serving decode budget counts decoded_size's pixels: it must be the decode's real size, drafted or not."""
+    image, data = jpeg_file(Image.new("RGB", size, (90, 120, 30)))
+    expected = decoded_size(image, config=PreprocessConfig())
+    pixels = decode_pixels(image, data, config=PreprocessConfig())
+    assert (pixels.shape[2], pixels.shape[1]) == expected
+    assert decoded_size(Image.open(io.BytesIO(data))) == size  # no config: no draft

@@ -1,11 +1,12 @@
-"""The dynamic batcher: concurrent callers share batches, a lone caller never waits, errors reach callers."""
+"""The dynamic batcher: concurrent callers share batches, a lone caller never waits, errors reach callers; the
+decode budget: concurrent holders never exceed it."""
 
 import threading
 import time
 
 import pytest
 
-from dogbreed.serving.batching import DynamicBatcher
+from dogbreed.serving.batching import BudgetExhausted, DynamicBatcher, PixelBudget
 
 
 def recording_batcher(max_batch_size=8, max_delay_s=0.2, fail=False):
@@ -141,3 +142,32 @@ def test_a_caller_that_fails_before_submitting_releases_its_slot():
     assert call(batcher, 4) == 40  # nobody announced: no waiting for the abandoned slot
     assert time.monotonic() - started < 1.0
     batcher.close()
+
+
+def test_pixel_budget_holders_never_exceed_it_and_small_ones_share_it():
+    budget, peak, lock = PixelBudget(100), [0], threading.Lock()
+
+    def holder(pixels):
+        with budget.hold(pixels, timeout=5):
+            with lock:
+                peak[0] = max(peak[0], budget.used)
+            time.sleep(0.02)
+
+    sizes = [60, 60, 60, 30, 30, 30, 10, 10, 150]  # 150: more than the budget, given all of it, alone
+    threads = [threading.Thread(target=holder, args=(size,)) for size in sizes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 100  # full, and never over
+    assert budget.used == 0
+
+
+def test_pixel_budget_wait_ends_at_its_timeout_and_a_failed_holder_releases():
+    budget = PixelBudget(100)
+    with budget.hold(80, timeout=1), pytest.raises(BudgetExhausted), budget.hold(30, timeout=0.05):
+        pass
+    with pytest.raises(ValueError), budget.hold(100, timeout=1):
+        raise ValueError("decode failed")
+    with budget.hold(100, timeout=0.05):
+        assert budget.used == 100

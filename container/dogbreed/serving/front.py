@@ -20,6 +20,7 @@ from pathlib import Path
 ERRORS = {
     400: (400, "malformed HTTP request (request line, headers or chunked body)"),
     411: (411, "a request body needs Content-Length or chunked Transfer-Encoding"),
+    405: (405, "/ping answers GET and HEAD only"),
     414: (414, "request line too long"),
     494: (431, "request headers too large"),
     500: (500, "internal server error in the HTTP front; see the server log"),
@@ -57,6 +58,13 @@ def ready_marker(run_dir: Path) -> Path:
     """Created by the first gunicorn worker that has loaded the model; until then nginx answers 503 itself
     (quietly: proxying to a socket with no worker behind would log an error for every /ping)."""
     return run_dir / "worker-ready"
+
+
+def loaded_marker(run_dir: Path) -> Path:
+    """Present while a worker holds the loaded model: nginx then answers GET /ping 200 itself, so no request the
+    workers are busy with (every request thread decoding large images, say) can delay a ping past SageMaker's 2 s.
+    Without it /ping goes to the workers, whose app says why the model is not loaded (503 with the reason)."""
+    return run_dir / "model-loaded"
 
 
 def _error_pages(max_body_bytes: int) -> str:
@@ -101,16 +109,22 @@ http {{
     }}
     server {{
         listen 0.0.0.0:{port} reuseport backlog=1024;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_request_buffering on;
+        proxy_buffers 64 16k;
+        proxy_read_timeout {proxy_timeout_s}s;
+        proxy_send_timeout {proxy_timeout_s}s;
+        proxy_intercept_errors off;
+        location = /ping {{
+            if ($request_method !~ ^(GET|HEAD)$) {{ return 405; }}
+            if (-f {loaded_marker}) {{ return 200; }}
+            if (!-f {ready_marker}) {{ return 503; }}
+            proxy_pass http://model_server;
+        }}
         location / {{
             if (!-f {ready_marker}) {{ return 503; }}
             proxy_pass http://model_server;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_request_buffering on;
-            proxy_buffers 64 16k;
-            proxy_read_timeout {proxy_timeout_s}s;
-            proxy_send_timeout {proxy_timeout_s}s;
-            proxy_intercept_errors off;
         }}
 {error_pages}    }}
 }}
@@ -126,6 +140,7 @@ def config(front: FrontConfig) -> str:
         proxy_timeout_s=front.request_timeout_s + 5,
         socket=socket_path(front.run_dir),
         ready_marker=ready_marker(front.run_dir),
+        loaded_marker=loaded_marker(front.run_dir),
         error_pages=_error_pages(front.max_body_bytes),
         shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
         body_memory_buffer=BODY_MEMORY_BUFFER,

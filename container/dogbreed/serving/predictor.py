@@ -18,8 +18,9 @@ Agreement with eager fp32 and speed of each: bench/precision_bench.py, README "B
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,9 @@ from torch.fx.experimental.optimization import fuse
 from .. import hardware, quantize, sm_env
 from ..errors import ServingError
 from ..model import Artifact, load_artifact
-from ..presets import ClassificationPresetEval, decode_pixels
+from ..presets import ClassificationPresetEval, decode_pixels, decoded_size
 from . import codecs
-from .batching import DynamicBatcher
+from .batching import BudgetExhausted, DynamicBatcher, PixelBudget
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class PredictorConfig:
     streams: int = 1  # batches computed at the same time, sharing torch_threads (see DynamicBatcher)
     timeout_s: float = sm_env.DEFAULT_SERVER_TIMEOUT  # a request's inference deadline (503 after it)
     jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_pixels)
+    decode_budget_pixels: int = sm_env.DEFAULT_MAX_IMAGE_PIXELS  # decoded at once by all request threads
 
     @classmethod
     def from_env(cls, env: sm_env.ServingEnv, *, torch_threads: int, streams: int) -> "PredictorConfig":
@@ -63,6 +65,7 @@ class PredictorConfig:
             torch_threads=torch_threads,
             streams=streams,
             timeout_s=env.timeout,
+            decode_budget_pixels=env.max_image_pixels,  # one image of the largest size, or many smaller ones
         )
 
 
@@ -107,6 +110,7 @@ class Predictor:
         self.class_names = list(artifact.class_names)
         self.preprocess_config = artifact.preprocess
         self._transform = ClassificationPresetEval(config=artifact.preprocess)
+        self._decode_budget = PixelBudget(config.decode_budget_pixels)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.choice, self._model = self._choose_model(artifact, host or hardware.describe())
         self.precision = self.choice.precision
@@ -168,9 +172,23 @@ class Predictor:
             pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
         draft = self.preprocess_config if self.config.jpeg_draft else None
-        with codecs.pillow_errors(f"image {index}"):
-            pixels = decode_pixels(image.opened, image.data, config=draft)
-        return self._transform(pixels)
+        width, height = decoded_size(image.opened, config=draft)
+        with self._decoding(width * height), codecs.pillow_errors(f"image {index}"), closing(image.opened):
+            return self._transform(decode_pixels(image.opened, image.data, config=draft))  # closing: Pillow's pixels
+
+    @contextmanager
+    def _decoding(self, pixels: int) -> Iterator[None]:
+        """Hold `pixels` of the worker's decode budget (sm_env's largest image) while an image is decoded and
+        transformed; 503 when other requests' images hold it for the whole request deadline."""
+        try:
+            with self._decode_budget.hold(pixels, timeout=self.config.timeout_s):
+                yield
+        except BudgetExhausted:
+            raise ServingError(
+                f"the server is busy decoding other large images: not started within {self.config.timeout_s:g} s; "
+                "retry later",
+                503,
+            ) from None
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
