@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
@@ -83,8 +83,9 @@ class ClassificationPresetEval:
 
 
 def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) -> Image.Image:
-    """Decode a lazily opened image to 8-bit RGB pixels, for training and serving alike.
+    """Decode a lazily opened image to 8-bit RGB pixels, upright, for training and serving alike.
 
+    Upright: a phone photo's EXIF Orientation (rotated or mirrored sensor data) is applied, as photo viewers do.
     Pillow's convert("RGB") clips wider modes: a 16-bit grayscale PNG ("I;16") would become all white.
     So 16-bit grayscale is scaled to 8 bits (65535 → 255); 32-bit integer ("I") and float ("F") images carry
     no brightness range to scale from and are refused (ValueError) rather than guessed. With config, a JPEG
@@ -93,6 +94,24 @@ def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) ->
     """
     if (size := _draft_size(image, config)) is not None:
         image.draft("RGB", size)
+    upright = ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+    rgb = _rgb(image)
+    return rgb.transpose(upright) if upright is not None else rgb
+
+
+# EXIF Orientation → the transposition that makes the pixels upright (EXIF 2.32, as ImageOps.exif_transpose).
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         gray = np.asarray(image).astype(np.float32) / 257
         return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")
@@ -115,7 +134,8 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
     """
     if image.format == "JPEG" and image.mode in ("RGB", "L") and _draft_size(image, config) is None:
         try:
-            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         except RuntimeError:
             pass
     return F.pil_to_tensor(decode_rgb(image, config=config))

@@ -113,6 +113,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("empty jpeg body", jpg, b"", 400),
         ("empty json body", js, b"", 400),
         ("garbage as jpeg", jpg, b"this is not an image at all", 400),
+        ("garbage as octet-stream", {"Content-Type": "application/octet-stream"}, b"\x93NUMPY or not", 400),
         ("truncated jpeg", jpg, good[: len(good) // 2], 400),
         ("truncated png", {"Content-Type": "image/png"}, png()[:200], 400),
         ("corrupt jpeg data", jpg, good[:300] + bytes(range(256)) * 4, 400),

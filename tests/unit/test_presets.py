@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import v2 as T
 
 from dogbreed.presets import (
@@ -164,3 +164,16 @@ def test_decoded_size_is_the_size_decode_pixels_decodes_at(size):
     pixels = decode_pixels(image, data, config=PreprocessConfig())
     assert (pixels.shape[2], pixels.shape[1]) == expected
     assert decoded_size(Image.open(io.BytesIO(data))) == size  # no config: no draft
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_alike_by_both_decoders(orientation):
+    """A phone photo stored sideways (EXIF Orientation) is upright in training and serving, as viewers show it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image, data = jpeg_file(photo((200, 150)), quality=90, exif=exif.tobytes())
+    served = decode_pixels(image, data, config=PreprocessConfig())
+    trained = torch.from_numpy(np.asarray(decode_rgb(Image.open(io.BytesIO(data)))).copy()).permute(2, 0, 1)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    assert torch.equal(served, trained) and torch.equal(trained, torch.from_numpy(upright.copy()).permute(2, 0, 1))
+    assert tuple(served.shape[1:]) == ((200, 150) if orientation >= 5 else (150, 200))  # 5-8 turn it portrait

@@ -75,6 +75,8 @@ def test_execution_parameters_are_exactly_the_contract(model_dir):
         ("image/webp", encode(photo(), "WEBP")),
         ("image/x-icon", encode(photo(size=(64, 64)), "ICO")),
         ("image/vnd.whatever", png()),  # any image/ subtype: the format is sniffed from the bytes
+        ("application/octet-stream", jpeg()),  # the SageMaker SDK's default Predictor
+        ("application/octet-stream", npy(np.asarray(photo()))),
     ],
 )
 def test_each_content_type_gives_one_probability_row(client, content_type, body):

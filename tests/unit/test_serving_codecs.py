@@ -1,5 +1,6 @@
 """Codecs without a model: request shapes, content negotiation, custom attributes, bomb guards."""
 
+import base64
 import json
 
 import numpy as np
@@ -102,3 +103,26 @@ def test_labelled_encoding_ranks_classes():
     (prediction,) = doc["predictions"]
     assert (prediction["class"], prediction["breed"]) == (2, "B")
     assert [entry["class"] for entry in prediction["top_k"]] == [2, 3]
+
+
+def test_octet_stream_is_sniffed_as_npy_or_an_image():
+    """The SageMaker SDK's default Predictor sends application/octet-stream."""
+    decode = codecs.decoder_for("application/octet-stream")
+    (image,) = decode(jpeg(), LIMITS)
+    assert image.opened.format == "JPEG"
+    (array,) = decode(npy(np.asarray(photo())), LIMITS)
+    assert array.shape == np.asarray(photo()).shape
+    with pytest.raises(ServingError, match="cannot identify"):
+        decode(b"not an image", LIMITS)
+
+
+def test_base64_in_the_url_safe_alphabet_or_without_padding_is_accepted():
+    data = next(d for seed in range(100) if "=" in b64(d := jpeg(seed=seed)) and {"+", "/"} <= set(b64(d)))
+    text = base64.urlsafe_b64encode(data).decode().rstrip("=")  # - and _ for + and /, no padding
+    (image,) = codecs.decode_json(json.dumps({"image": text}).encode(), LIMITS)
+    assert image.data == data
+
+
+def test_a_form_post_is_told_to_send_the_file_as_the_body():
+    with pytest.raises(UnsupportedMediaType, match="--data-binary"):
+        codecs.decoder_for("multipart/form-data; boundary=x")

@@ -11,9 +11,12 @@ Request bodies (Content-Type; parameters such as charset are ignored)
       {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style)
       {"instances": ["<base64>", ...]}      {"images": ["<base64>", ...]}
       {"image": "<base64>"}                 ["<base64>", ...]
-      A "data:image/...;base64," prefix and line breaks inside the base64 text are accepted.
+      A "data:image/...;base64," prefix, line breaks, the URL-safe alphabet (- and _) and missing "=" padding
+      are accepted.
   application/x-npy: a NumPy .npy file (never unpickled) of dtype uint8 and shape HxWx3 (one RGB image)
       or NxHxWx3 (N images).
+  application/octet-stream (what the SageMaker SDK's default Predictor sends): a .npy file when the body starts
+      with its magic bytes, else one image file as for image/<any subtype>.
 
 Responses (Accept; absent or */* means application/json)
   application/json: one list of class probabilities per image, in request order, so that with the
@@ -29,8 +32,9 @@ Responses (Accept; absent or */* means application/json)
 X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";": top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
 
-Errors: 415 unsupported Content-Type, 406 unsupported Accept, 400 undecodable body, 413 when a request
-would cost far more than its bytes, checked from the headers before any pixel is decoded: an image over the
+Errors: 415 unsupported Content-Type (an HTML form's says to send the file itself as the body), 406 unsupported
+Accept, 400 undecodable body, 413 when a request would cost far more than its bytes, checked from the headers
+before any pixel is decoded: an image over the
 pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
 request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images. The message names the limit. Pillow's
 decompression-bomb guard is handled here only (guard_decompression_bombs, pillow_errors): a bomb met while
@@ -58,6 +62,8 @@ MAX_IMAGES_PER_REQUEST = 256
 DEFAULT_TOP_K = 5
 JSON = "application/json"
 NPY = "application/x-npy"
+NPY_MAGIC = b"\x93NUMPY"
+OCTET_STREAM = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -161,13 +167,17 @@ def decode_image(body: bytes, limits: DecodeLimits, media_type: str = "") -> lis
     return [image]
 
 
+URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")  # base64url (RFC 4648 section 5), as browsers' JS libraries write it
+
+
 def _b64(text: object, where: str) -> bytes:
     if not isinstance(text, str):
         raise ServingError(f"{where}: expected a base64 string, got {type(text).__name__}")
     if text.startswith("data:"):
         text = text.partition(",")[2]
+    text = re.sub(r"\s+", "", text).translate(URL_SAFE_TO_STANDARD)
     try:
-        data = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)  # padding is often left out
     except (binascii.Error, ValueError) as exc:
         raise ServingError(f"{where}: invalid base64 ({exc})") from None
     if not data:
@@ -229,12 +239,21 @@ def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list
     return list(array) if array.ndim == 4 else [array]
 
 
+def decode_octet_stream(body: bytes, limits: DecodeLimits, media_type: str = OCTET_STREAM) -> list[Image_]:
+    """Untyped bytes: a .npy array by its magic bytes, else one image file (its format sniffed, as for image/*)."""
+    decode = decode_npy if body.startswith(NPY_MAGIC) else decode_image
+    return decode(body, limits, media_type)
+
+
 DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
     "image/*": decode_image,  # any image/<subtype>: the format is sniffed from the bytes
     "application/x-image": decode_image,
     JSON: decode_json,
     NPY: decode_npy,
+    OCTET_STREAM: decode_octet_stream,
 }
+# HTML forms' encodings (curl -F, and curl --data-binary without -H): the one mistake worth a how-to in its 415.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # image/<subtype> values naming a format we read; an unreadable body declared as another (image/heic) is a 415.
 READABLE_SUBTYPES = frozenset(
     "* jpeg jpg pjpeg png apng webp avif gif bmp x-ms-bmp tiff x-icon vnd.microsoft.icon jp2 jpx "  # noqa: SIM905
@@ -252,7 +271,11 @@ def decoder_for(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[
     key = "image/*" if media_type.startswith("image/") and media_type != "image/" else media_type
     if key not in DECODERS:
         shown = media_type or "(none)"
-        raise UnsupportedMediaType(f"Content-Type {shown} is not supported; use one of {', '.join(DECODERS)}")
+        hint = "; send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
+        raise UnsupportedMediaType(
+            f"Content-Type {shown} is not supported; use one of {', '.join(DECODERS)}"
+            + (hint if media_type in FORM_TYPES else "")
+        )
     return DECODERS[key]
 
 
