@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import ExifTags, Image
+from PIL.JpegImagePlugin import JpegImageFile
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
@@ -132,7 +133,7 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
     Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. If torchvision
     refuses the file, Pillow decodes it or raises the error its callers handle.
     """
-    if image.format == "JPEG" and image.mode in ("RGB", "L") and _draft_size(image, config) is None:
+    if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L") and _draft_size(image, config) is None:
         try:
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
@@ -154,7 +155,7 @@ def decoded_size(image: Image.Image, *, config: PreprocessConfig | None = None) 
 
 def _draft_size(image: Image.Image, config: PreprocessConfig | None) -> tuple[int, int] | None:
     """The size to ask draft mode for: a JPEG at least twice as large as config's resize needs, else None."""
-    if config is None or image.format != "JPEG":
+    if config is None or not isinstance(image, JpegImageFile):  # JPEG, and MPO: a camera's JPEG + more pictures
         return None
     width, height = image.size
     scale = config.resize_size / min(width, height)

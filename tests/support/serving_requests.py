@@ -85,6 +85,13 @@ def strip_png(width: int, height: int = 1) -> bytes:
     return encode(Image.new("L", (width, height)), "PNG")
 
 
+def many_scans_jpeg(extra_scans: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A progressive JPEG whose last scan is repeated: each copy is a few bytes and one more pass over the image."""
+    data = encode(Image.new("RGB", size, (120, 90, 60)), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]  # up to the end-of-image marker
+    return data[:-2] + last_scan * extra_scans + b"\xff\xd9"
+
+
 def flat_png(width: int, height: int) -> bytes:
     """A real PNG of one colour: a few KB to send, width x height pixels to decode."""
     return encode(Image.new("RGB", (width, height), (120, 90, 60)), "PNG")
@@ -117,6 +124,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("truncated jpeg", jpg, good[: len(good) // 2], 400),
         ("truncated png", {"Content-Type": "image/png"}, png()[:200], 400),
         ("corrupt jpeg data", jpg, good[:300] + bytes(range(256)) * 4, 400),
+        ("jpeg of 2000 scans (each one more pass over the image)", jpg, many_scans_jpeg(2000), 413),
         ("malformed json", js, b'{"instances": [', 400),
         ("json not utf-8", js, b'{"image": "\xff\xfe"}', 400),
         ("json nested too deep", js, b"[" * 100_000 + b"]" * 100_000, 400),

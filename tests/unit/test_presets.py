@@ -177,3 +177,17 @@ def test_exif_orientation_is_applied_alike_by_both_decoders(orientation):
     upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
     assert torch.equal(served, trained) and torch.equal(trained, torch.from_numpy(upright.copy()).permute(2, 0, 1))
     assert tuple(served.shape[1:]) == ((200, 150) if orientation >= 5 else (150, 200))  # 5-8 turn it portrait
+
+
+def test_a_cameras_mpo_is_drafted_and_decoded_like_a_jpeg():
+    """MPO (a JPEG with more pictures appended, as cameras write): its first picture, drafted like any JPEG."""
+    buffer = io.BytesIO()
+    photo((1200, 900)).save(buffer, "MPO", save_all=True, append_images=[photo((1200, 900)).rotate(90)])
+    data = buffer.getvalue()
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "MPO"
+    assert decoded_size(image, config=PreprocessConfig()) == (600, 450)
+    assert tuple(decode_pixels(image, data, config=PreprocessConfig()).shape) == (3, 450, 600)
+    full = decode_pixels(Image.open(io.BytesIO(data)), data)
+    first = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()).permute(2, 0, 1)
+    assert torch.equal(full, first)

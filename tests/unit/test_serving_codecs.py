@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from serving_requests import b64, jpeg, npy, photo, png_header_only
+from serving_requests import b64, encode, jpeg, many_scans_jpeg, npy, photo, png_header_only
 
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from dogbreed.serving import codecs
@@ -126,3 +126,11 @@ def test_base64_in_the_url_safe_alphabet_or_without_padding_is_accepted():
 def test_a_form_post_is_told_to_send_the_file_as_the_body():
     with pytest.raises(UnsupportedMediaType, match="--data-binary"):
         codecs.decoder_for("multipart/form-data; boundary=x")
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding_and_a_progressive_photo_is_not():
+    """A scan of a few bytes is one more pass over every coefficient: 100 000 of them fit in 6 MB."""
+    with pytest.raises(PayloadTooLarge, match=f"a JPEG of 2010 scans; the limit is {codecs.MAX_JPEG_SCANS}"):
+        codecs.decode_image(many_scans_jpeg(2000), LIMITS)
+    (image,) = codecs.decode_image(encode(photo(size=(400, 300)), "JPEG", progressive=True), LIMITS)
+    assert image.opened.format == "JPEG"

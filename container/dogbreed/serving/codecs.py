@@ -53,7 +53,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
@@ -84,6 +86,9 @@ Image_ = EncodedImage | np.ndarray
 # request (EPS would run Ghostscript; PDF is write-only; MPEG is video).
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "ICO", "JPEG2000", "PPM", "TGA")
 MAX_ASPECT_RATIO = 20  # the eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x
+# Progressive encoders write about 10 scans; each scan is one more pass over every coefficient of the image, so a
+# 59-byte scan repeated decodes for 15 ms per copy at 36 MP: 6 MB of them would hold a core for 25 minutes.
+MAX_JPEG_SCANS = 100
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,16 @@ def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_ty
     with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     check_size(*image.size, limits, where)
+    if isinstance(image, JpegImageFile):  # JPEG and MPO
+        check_jpeg_scans(data, where)
     return EncodedImage(data, image)
+
+
+def check_jpeg_scans(data: bytes, where: str = "image") -> None:
+    """Refuse a JPEG whose scans would cost far more than its bytes (MAX_JPEG_SCANS)."""
+    scans = data.count(b"\xff\xda")  # start-of-scan markers: entropy-coded data never holds FF DA (FF is stuffed)
+    if scans > MAX_JPEG_SCANS:
+        raise PayloadTooLarge(f"{where} is a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
 
 
 def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
@@ -352,7 +366,7 @@ def _labelled(probabilities: np.ndarray, class_names: list[str], top_k: int) -> 
                 "class": int(i) + 1,
                 "label": class_names[i],
                 "breed": breed_name(class_names[i]),
-                "probability": float(row[i]),
+                "probability": row[i],  # a float32, written as its shortest exact text
             }
             for i in best
         ]
@@ -361,9 +375,10 @@ def _labelled(probabilities: np.ndarray, class_names: list[str], top_k: int) -> 
 
 
 def encode_json(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
-    if top_k:
-        return json.dumps(_labelled(probabilities, class_names, top_k)).encode()
-    return json.dumps(probabilities.tolist()).encode()
+    """float32 probabilities as their shortest text that reads back exactly (orjson: 2.6 µs per 133-class row, and
+    1.7 KB, where json.dumps of tolist() took 58 µs of the request thread's GIL for 2.9 KB of float64 digits)."""
+    document = _labelled(probabilities, class_names, top_k) if top_k else np.ascontiguousarray(probabilities)
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def encode_npy(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
