@@ -5,6 +5,7 @@ and a raw-socket request that is still being sent while the server is told to st
 """
 
 import base64
+import gzip
 import io
 import json
 import socket
@@ -115,6 +116,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("content-type text/csv", {"Content-Type": "text/csv"}, b"1,2,3", 415),
         ("content-type missing", {}, good, 415),
         ("content-type form (curl default)", {"Content-Type": "application/x-www-form-urlencoded"}, good, 415),
+        ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),
         ("accept text/csv", {**jpg, "Accept": "text/csv"}, good, 406),
         ("accept application/xml", {**jpg, "Accept": "application/xml, text/html;q=0.5"}, good, 406),
         ("empty jpeg body", jpg, b"", 400),

@@ -20,7 +20,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import PayloadTooLarge, ServingError
+from ..errors import PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..sm_env import ServingEnv
 from . import codecs
 
@@ -62,6 +62,7 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
         if model is None:
             raise ServingError(f"model not loaded: {unavailable_reason}", 503)
         body = _read_body(env)  # first, as nginx in front of `serve` refuses an oversize body before all else
+        _check_identity_encoding(request.headers.get("Content-Encoding"))
         media_type = codecs.media_type_of(request.content_type or "")
         decode = codecs.decoder_for(media_type)
         response_format = codecs.negotiate(
@@ -106,6 +107,14 @@ def _unread_input(at_most: int) -> Iterator[bytes]:
     while left > 0 and (chunk := stream.read(min(1 << 16, left))):
         left -= len(chunk)
         yield chunk
+
+
+def _check_identity_encoding(content_encoding: str | None) -> None:
+    """A compressed body (Content-Encoding: gzip) would otherwise be a puzzling "malformed JSON" or "not an image":
+    415, as HTTP says for a content coding the server does not apply."""
+    coding = (content_encoding or "").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {coding} is not supported: send the body uncompressed")
 
 
 def _too_large(size: int | None, env: ServingEnv) -> PayloadTooLarge:
