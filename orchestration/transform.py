@@ -1,8 +1,9 @@
 """Batch transform: label every image under an S3 prefix (or, with --local, a folder) with a trained model.
 
 One request per image (SingleRecord, application/x-image: any format the container reads), answered with the
-container's labelled JSON; SageMaker writes it to OUTPUT/transform/JOB/<image>.out, which this module reads back
-into one row per image (results) for the workflow to print and write to WORKDIR/JOB/predictions.csv (write_csv).
+container's labelled JSON (or, for an image it cannot read, {"error"}); SageMaker writes it to
+OUTPUT/transform/JOB/<image>.out, which this module reads back into one row per image (results) for the workflow to
+print and write to WORKDIR/JOB/predictions.csv (write_csv).
 
 The strategy is always passed: the container's /execution-parameters answers in the service's documented form
 ("MULTI_RECORD", as SageMaker's own containers do), which SageMaker reads, but the SDK's local mode accepts only
@@ -76,20 +77,27 @@ def wait(settings: Settings, session: sagemaker.Session, name: str, say: Callabl
     )  # fmt: skip
 
 
+COLUMNS = ("image", "label", "breed", "probability", "error")
+
+
 def results(session: sagemaker.Session, output: str) -> list[dict[str, str]]:
-    """One row per image: its name (relative to the input prefix) and the top class of the container's answer."""
-    rows = []
-    for name, body in sorted(_outputs(session, output)):
-        try:
-            best = json.loads(body)["predictions"][0]
-            rows.append(
-                {"image": name, "label": best["label"], "breed": best["breed"], "probability": best["probability"]}
-            )
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise OrchestrationError(f"transform output {name}.out is not a labelled answer: {body[:200]!r}") from None
+    """One row per image: its name (relative to the input prefix) and the top class of the container's answer, or
+    why the container could not read it (in a transform job it answers such an image {"error"}: serving.app)."""
+    rows = [_row(name, body) for name, body in sorted(_outputs(session, output))]
     if not rows:
         raise OrchestrationError(f"the transform job wrote no answers under {output}")
     return rows
+
+
+def _row(name: str, body: bytes) -> dict[str, str]:
+    try:
+        answer = json.loads(body)
+        if "error" in answer:
+            return {"image": name, "label": "", "breed": "", "probability": "", "error": answer["error"]}
+        best = answer["predictions"][0]
+        return {"image": name, **{key: best[key] for key in ("label", "breed", "probability")}, "error": ""}
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise OrchestrationError(f"transform output {name}.out is not a labelled answer: {body[:200]!r}") from None
 
 
 def _outputs(session: sagemaker.Session, output: str) -> Iterator[tuple[str, bytes]]:
@@ -110,6 +118,6 @@ def _outputs(session: sagemaker.Session, output: str) -> Iterator[tuple[str, byt
 def write_csv(rows: list[dict[str, str]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as sink:
-        writer = csv.DictWriter(sink, fieldnames=["image", "label", "breed", "probability"])
+        writer = csv.DictWriter(sink, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -176,18 +176,33 @@ def transform_step(run: Run) -> None:
     name = run.new_name("tf")
     run.say(f"transform job {name}: {settings.transform_input} with {model_data} ({settings.transform_instance_type})")
     run.track(f"transform job {name}", run.backend.stop_command("transform-job", name))
-    output = run.backend.start_transform(model_data, name)
-    run.backend.wait_transform(name, run.say)
+    try:
+        output = run.backend.start_transform(model_data, name)
+        run.backend.wait_transform(name, run.say)
+    except Exception:
+        _delete_transform_model(run, name)  # the job failed: its model has no other use (Ctrl-C keeps both)
+        raise
+    _delete_transform_model(run, name)
     run.started.pop(f"transform job {name}")
-    run.session.sagemaker_client.delete_model(ModelName=name)  # created for this job only
     rows = transform.results(run.session, output)
     width = max(len("image"), *(len(row["image"]) for row in rows))  # full names: they are the files' keys
     run.say(f"{'image':<{width}}  {'predicted breed':<28} probability")
     for row in rows:
-        run.say(f"{row['image']:<{width}}  {row['breed'][:28]:<28} {float(row['probability']):.3f}")
+        shown = f"{row['breed'][:28]:<28} {float(row['probability']):.3f}" if not row["error"] else row["error"]
+        run.say(f"{row['image']:<{width}}  {shown}")
     table = settings.workdir / name / "predictions.csv"
     transform.write_csv(rows, table)
-    run.say(f"{len(rows)} images labelled: {table} (the container's answers: {output})")
+    unread = sum(1 for row in rows if row["error"])
+    run.say(f"{len(rows) - unread} images labelled, {unread} not readable: {table} (the container's answers: {output})")
+
+
+def _delete_transform_model(run: Run, name: str) -> None:
+    """The Model made for this transform job only, once the job has ended or failed to start."""
+    try:
+        run.session.sagemaker_client.delete_model(ModelName=name)
+    except ClientError as exc:
+        if "Could not find model" not in str(exc):  # the job failed before its model was created
+            raise
 
 
 def everything(run: Run) -> None:

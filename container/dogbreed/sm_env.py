@@ -163,6 +163,12 @@ class ServingEnv:
         "worker heartbeat and per-request inference deadline (s)",
     )
     max_payload_mb: int = _setting("SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_MAX_PAYLOAD_MB, "request body limit (MB)")
+    batch: str = _setting(
+        "SAGEMAKER_BATCH", "false",
+        "true in a batch transform job: an image the server cannot read is answered 200 {\"error\": ...} "
+        "(SageMaker fails the whole job on one 4xx)",
+        choices=("true", "false"),
+    )  # fmt: skip
     batch_strategy: str = _setting(
         "SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", "batch transform: answered on /execution-parameters",
         choices=("SINGLE_RECORD", "MULTI_RECORD"),

@@ -35,11 +35,13 @@ def test_local_mode_fit_deploy_predict_and_batch_transform(image: str, tmp_path:
 
 
 def batch_transform(estimator, answers: dict[str, tuple[bytes, list[float]]], tmp_path: Path) -> None:
-    """README's call: one labelled JSON answer per image file, the endpoint's top class for each."""
+    """README's call: one labelled JSON answer per image file, the endpoint's top class for each; a file that is not
+    an image does not fail the job (SAGEMAKER_BATCH): its answer says why."""
     images = tmp_path / "to-label"
     images.mkdir()
     for name, (body, _) in answers.items():
         (images / name).write_bytes(body)
+    (images / "notes.jpg").write_bytes(b"a text file named like a photo")
     transformer = estimator.transformer(
         instance_count=1,
         instance_type="local",
@@ -51,6 +53,7 @@ def batch_transform(estimator, answers: dict[str, tuple[bytes, list[float]]], tm
     outputs = {
         p.name.removesuffix(".out"): json.loads(p.read_bytes()) for p in (tmp_path / "transform-out").glob("*.out")
     }
+    assert outputs.pop("notes.jpg")["status"] == 400
     assert sorted(outputs) == sorted(answers)
     for name, answer in outputs.items():
         (prediction,) = answer["predictions"]

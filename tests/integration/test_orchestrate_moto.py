@@ -244,8 +244,14 @@ def test_transform_runs_single_record_jobs_and_prints_one_label_per_image(aws: M
     (train,) = aws.calls("CreateTrainingJob")
     output = f"{OUTPUT_S3}/answers"
     answer = {"predictions": [{"label": "002.Afghan_hound", "breed": "Afghan hound", "probability": 0.9}]}
-    for image in ("001.Affenpinscher/a.jpg", "002.Afghan_hound/b.jpg"):  # what SageMaker writes per input file
-        boto3.client("s3").put_object(Bucket=OUTPUT_BUCKET, Key=f"runs/answers/{image}.out", Body=json.dumps(answer))
+    unreadable = {"error": "cannot identify a JPEG, ... image in the request body", "status": 400}  # SAGEMAKER_BATCH
+    outputs = {
+        "001.Affenpinscher/a.jpg": answer,
+        "002.Afghan_hound/b.jpg": answer,
+        "002.Afghan_hound/c.jpg": unreadable,
+    }
+    for image, body in outputs.items():  # what SageMaker writes per input file
+        boto3.client("s3").put_object(Bucket=OUTPUT_BUCKET, Key=f"runs/answers/{image}.out", Body=json.dumps(body))
 
     result = run_cli(
         capsys, "transform", *REQUIRED, "--transform-input", f"{DATA_S3}/test", "--transform-output", output
@@ -263,5 +269,13 @@ def test_transform_runs_single_record_jobs_and_prints_one_label_per_image(aws: M
     assert aws.calls("DeleteModel")  # the model made for the job goes with it
     rows = [line.split(maxsplit=1) for line in result.out.splitlines() if line.endswith("0.900")]
     assert [row[0] for row in rows] == ["001.Affenpinscher/a.jpg", "002.Afghan_hound/b.jpg"]
+    unread = [line.split(maxsplit=1) for line in result.out.splitlines() if line.startswith("002.Afghan_hound/c.jpg")]
+    assert (
+        unread == [["002.Afghan_hound/c.jpg", unreadable["error"]]]
+        and "2 images labelled, 1 not readable" in result.out
+    )
     table = tmp_path / "orchestrate-runs" / job["TransformJobName"] / "predictions.csv"
-    assert table.read_text().splitlines()[1] == "001.Affenpinscher/a.jpg,002.Afghan_hound,Afghan hound,0.9"
+    lines = table.read_text().splitlines()
+    assert lines[0] == "image,label,breed,probability,error"
+    assert lines[1] == "001.Affenpinscher/a.jpg,002.Afghan_hound,Afghan hound,0.9,"
+    assert lines[3] == '002.Afghan_hound/c.jpg,,,,"' + unreadable["error"] + '"'  # CSV-quoted: it holds a comma

@@ -6,7 +6,19 @@ import numpy as np
 import pytest
 from PIL import Image
 from serving_fixtures import CLASS_NAMES, write_artifact
-from serving_requests import MIB, b64, bad_requests, encode, instances, jpeg, npy, padded_jpeg, photo, png
+from serving_requests import (
+    MIB,
+    b64,
+    bad_requests,
+    encode,
+    instances,
+    jpeg,
+    many_scans_jpeg,
+    npy,
+    padded_jpeg,
+    photo,
+    png,
+)
 
 from dogbreed.model import load_artifact
 from dogbreed.serving import codecs
@@ -212,3 +224,19 @@ def test_unavailable_model_answers_503_with_reason(env):
     assert ping.status_code == 503
     assert "model.pt not found" in ping.get_json()["error"]
     assert post(client, jpeg(), "image/jpeg").status_code == 503
+
+
+def test_batch_transform_answers_an_unreadable_image_in_its_record_and_a_wrong_setting_fails(predictor, model_dir):
+    """SageMaker fails a whole transform job on one 4xx: in batch mode the record says why and the job goes on."""
+    batch_env = ServingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(model_dir.parent), "SAGEMAKER_BATCH": "True"})
+    client = create_app(predictor, batch_env).test_client()
+    unreadable = post(client, b"not an image", "application/x-image")
+    assert unreadable.status_code == 200
+    assert unreadable.get_json()["status"] == 400 and "cannot identify" in unreadable.get_json()["error"]
+    assert post(client, many_scans_jpeg(2000), "image/jpeg").get_json()["status"] == 413
+    assert post(client, jpeg(), "text/csv").status_code == 415  # the job's Content-Type: fails it at once
+    good = post(client, jpeg(), "application/x-image", Accept="application/json;verbose=true")
+    assert good.status_code == 200 and good.get_json()["predictions"][0]["label"] in CLASS_NAMES
+    assert (
+        post(create_app(predictor, ServingEnv(model_dir=model_dir)).test_client(), b"x", "image/png").status_code == 400
+    )

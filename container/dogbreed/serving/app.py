@@ -8,7 +8,8 @@ Never imports torch: it is handed a model object with `class_names` and `predict
   GET  /execution-parameters  {"MaxConcurrentTransforms": n, "BatchStrategy": s, "MaxPayloadInMB": m}
 
 Every error answers {"error": "<message>"} with its status: 400 bad body, 406 Accept, 413 too large,
-415 Content-Type, 503 model unavailable; anything unexpected is logged with its traceback → 500.
+415 Content-Type, 503 model unavailable; anything unexpected is logged with its traceback → 500. In a batch
+transform job (SAGEMAKER_BATCH), 400 and 413 answer 200 {"error", "status"} instead (RECORD_ERRORS).
 """
 
 import logging
@@ -27,6 +28,10 @@ from . import codecs
 log = logging.getLogger(__name__)
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+# A batch transform job fails as a whole on one 4xx. When SAGEMAKER_BATCH is set, a record whose own bytes cannot be
+# served (undecodable 400, too costly 413) is answered 200 {"error", "status"}: the job completes and that image's
+# .out file says why. A wrong Content-Type or Accept (415, 406) is the job's setting: it still fails the job at once.
+RECORD_ERRORS = (400, 413)
 
 
 class Model(Protocol):
@@ -134,6 +139,8 @@ def _register_error_handlers(app: Flask, env: ServingEnv) -> None:
     def serving_error(exc: ServingError):
         log.info("request refused (%d): %s", exc.status, exc)
         _discard_unread_body(env)
+        if env.batch == "true" and exc.status in RECORD_ERRORS:
+            return jsonify(error=str(exc), status=exc.status), 200
         return jsonify(error=str(exc)), exc.status
 
     @app.errorhandler(HTTPException)
