@@ -173,8 +173,10 @@ class Predictor:
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
         draft = self.preprocess_config if self.config.jpeg_draft else None
         width, height = decoded_size(image.opened, config=draft)
-        with self._decoding(width * height), codecs.pillow_errors(f"image {index}"), closing(image.opened):
-            return self._transform(decode_pixels(image.opened, image.data, config=draft))  # closing: Pillow's pixels
+        with self._decoding(width * height):
+            with codecs.pillow_errors(f"image {index}"), closing(image.opened):  # closing: Pillow's copy of the pixels
+                pixels = decode_pixels(image.opened, image.data, config=draft)
+            return self._transform(pixels)
 
     @contextmanager
     def _decoding(self, pixels: int) -> Iterator[None]:
