@@ -19,6 +19,7 @@ LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
     [
         {"instances": [{"b64": "A"}, {"b64": "B"}]},
         {"instances": ["A", "B"]},
+        {"instances": [{"image_bytes": {"b64": "A"}}, {"content": "B"}]},  # TF Serving's and Vertex AI's
         {"images": ["A", "B"]},
         ["A", "B"],
     ],

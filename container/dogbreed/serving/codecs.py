@@ -8,7 +8,8 @@ Request bodies (Content-Type; parameters such as charset are ignored)
       8-bit RGB (16-bit grayscale scaled; 32-bit and float images refused: presets.decode_rgb). An unreadable
       body declared as a format we do not read (image/heic) is a 415; otherwise a 400.
   application/json: base64-encoded image files, one or many, in any of these shapes
-      {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style)
+      {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style; also
+      {"image_bytes": {"b64": "<base64>"}} and {"content": "<base64>"} as instances)
       {"instances": ["<base64>", ...]}      {"images": ["<base64>", ...]}
       {"image": "<base64>"}                 ["<base64>", ...]
       A "data:image/...;base64," prefix, line breaks, the URL-safe alphabet (- and _) and missing "=" padding
@@ -216,7 +217,17 @@ def _json_items(doc: object) -> list[object]:
         items = [items]
     if not isinstance(items, list):
         raise ServingError(f"expected a list of base64 images, got {type(items).__name__}")
-    return [item["b64"] if isinstance(item, dict) and "b64" in item else item for item in items]
+    return [_instance(item) for item in items]
+
+
+def _instance(item: object) -> object:
+    """An instance's base64 text: the item itself, or {"b64": …}, TF Serving's {"image_bytes": {"b64": …}} or
+    Vertex AI's {"content": …}; anything else is handed on for _b64 to refuse."""
+    if isinstance(item, dict):
+        item = item.get("image_bytes", item)  # one level only: a hostile nesting cannot recurse
+    if isinstance(item, dict):
+        return next((item[key] for key in ("b64", "content") if key in item), item)
+    return item
 
 
 def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> list[Image_]:
