@@ -14,7 +14,8 @@ missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
-ldconfig -p | grep -q libtcmalloc_minimal.so.4 || missing+=(libtcmalloc-minimal4)
+# grep reads all of ldconfig's list (-q would stop early, and under pipefail a SIGPIPE would count as missing).
+ldconfig -p | grep libtcmalloc_minimal.so.4 >/dev/null || missing+=(libtcmalloc-minimal4)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "setup_dev: please install ${missing[*]}" >&2
