@@ -1,12 +1,13 @@
 """SageMaker's training contract: env → hyperparameters → data → model → recipe → epochs → artifacts, one error
 boundary."""
 
+import argparse
 import logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,20 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 1, 2, 143  # 143 = 128 + SIGTERM
 
 
-def main(environ: Mapping[str, str] = os.environ) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`train` takes no arguments (SageMaker passes none); --help lists the hyperparameters it reads."""
+    parser = argparse.ArgumentParser(
+        prog="train",
+        description="SageMaker's training contract: /opt/ml/input (config, data channels) → /opt/ml/model.",
+        epilog="Hyperparameters (input/config/hyperparameters.json, all strings):\n" + Hyperparameters.table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> int:
     """Run one training job; the only place that turns failures into output/failure and an exit code."""
+    parse_args(list(argv))
     configure_logging()
     paths = paths_from_environ(environ)
     try:

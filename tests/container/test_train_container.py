@@ -54,6 +54,12 @@ def test_train_writes_model_and_reports(trained_opt_ml: Path) -> None:
     assert not (trained_opt_ml / "output" / "failure").exists()
 
 
+def test_run_without_a_command_prints_usage(image: str) -> None:
+    result = run(["docker", "run", "--rm", image], check=False)
+    assert result.returncode == 2
+    assert "usage: docker run IMAGE train|serve" in result.stderr
+
+
 def test_bad_hyperparameter_fails_naming_the_key(image: str, tmp_path: Path) -> None:
     opt_ml = make_opt_ml(tmp_path / "opt_ml", {**QUICK_HYPERPARAMETERS, "optimizer": "rmsprop"})
     result = docker_train(image, opt_ml, check=False)

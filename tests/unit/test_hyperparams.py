@@ -1,9 +1,15 @@
 """Hyperparameters arrive as strings from SageMaker and are validated once, naming key, value and what is allowed."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from dogbreed.contract.hyperparams import Hyperparameters
 from dogbreed.errors import UserError
+from dogbreed.train import parse_args
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_defaults_match_the_documented_contract():
@@ -58,3 +64,15 @@ def test_training_recipe_defaults():
     hps = Hyperparameters.from_strings({})
     assert (hps.lr_schedule, hps.warmup_epochs, hps.label_smoothing) == ("cosine", 1.0, 0.1)
     assert (hps.lr, hps.select_by, hps.patience) == (3e-4, "valid_loss", 0)
+
+
+def test_readme_lists_the_hyperparameters_exactly_as_declared():
+    tables = re.findall(r"^\| name \| default \| meaning \|\n(?:\|.*\n)+", README.read_text(), flags=re.MULTILINE)
+    assert tables == [Hyperparameters.table()]
+
+
+def test_train_help_lists_every_hyperparameter(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--help"])
+    assert info.value.code == 0
+    assert Hyperparameters.table() in capsys.readouterr().out

@@ -67,39 +67,69 @@ class Hyperparameters:
     """Every hyperparameter the training job understands, with its default."""
 
     epochs: int = _hp(10, _number(int, 1, 10_000), "passes over the training data")
-    lr: float = _hp(3e-4, _number(float, 1e-8, 10.0), "learning rate (peak, with lr_schedule=cosine)")
+    lr: float = _hp(3e-4, _number(float, 1e-8, 10.0), "learning rate (the peak, with `lr_schedule=cosine`)")
     batch_size: int = _hp(32, _number(int, 1, 4096), "images per batch (per training process)")
-    optimizer: str = _hp("adam", _choice(OPTIMIZERS), "optimizer")
-    weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty / decoupled decay (adamw)")
+    optimizer: str = _hp("adam", _choice(OPTIMIZERS), "the optimizer: `adam`, `adamw` or `sgd`")
+    weight_decay: float = _hp(0.0, _number(float, 0.0, 1.0), "L2 penalty (decoupled for adamw)")
     momentum: float = _hp(0.9, _number(float, 0.0, 1.0), "SGD momentum")
     image_size: int = _hp(224, _number(int, 32, 1024), "crop size fed to the network")
     augment: bool = _hp(True, _bool(), "random crop/flip/colour jitter on training images")
-    pretrained: bool = _hp(True, _bool(), "start from ImageNet weights (image cache or 'pretrained' channel)")
-    fine_tune: str = _hp("head", _choice(FINE_TUNE_MODES), "which parameters train")
-    hidden_units: int = _hp(256, _number(int, 0, 65_536), "head hidden layer width (0: linear head)")
+    pretrained: bool = _hp(
+        True, _bool(), "ImageNet backbone (image cache or `pretrained` channel); never silently random"
+    )
+    fine_tune: str = _hp("head", _choice(FINE_TUNE_MODES), "`head` (backbone frozen), `last_stage`, `all`")
+    hidden_units: int = _hp(
+        256, _number(int, 0, 65_536), "head: 2048 → hidden → ReLU → Dropout → classes (0: linear head)"
+    )
     dropout: float = _hp(0.3, _number(float, 0.0, 0.95), "head dropout")
     lr_schedule: str = _hp(
-        "cosine", _choice(LR_SCHEDULES), "cosine: linear warm-up, then cosine decay to 0; none: constant"
+        "cosine",
+        _choice(LR_SCHEDULES),
+        "`cosine`: linear warm-up to `lr`, then cosine decay to 0 over the epochs (per step); `none`: constant `lr`",
     )
-    warmup_epochs: float = _hp(1.0, _number(float, 0.0, 10_000), "lr_schedule=cosine: epochs of linear warm-up")
-    label_smoothing: float = _hp(0.1, _number(float, 0.0, 0.5), "training loss label smoothing (validation: plain)")
+    warmup_epochs: float = _hp(
+        1.0, _number(float, 0.0, 10_000), "`lr_schedule=cosine`: epochs of linear warm-up (fractions allowed)"
+    )
+    label_smoothing: float = _hp(
+        0.1,
+        _number(float, 0.0, 0.5),
+        "label smoothing of the training loss; validation and test losses stay plain cross-entropy",
+    )
     select_by: str = _hp(
-        "valid_loss", _choice(SELECT_BY), "which epoch's model is delivered: lowest valid_loss, highest valid_acc, last"
+        "valid_loss",
+        _choice(SELECT_BY),
+        "which epoch's model is delivered: lowest `valid_loss`, highest `valid_acc`, or `last`",
     )
-    patience: int = _hp(0, _number(int, 0, 10_000), "stop after this many epochs without a better select_by (0: off)")
+    patience: int = _hp(
+        0,
+        _number(int, 0, 10_000),
+        "stop after this many epochs without a better `select_by` (`valid_loss` for `last`); 0: never",
+    )
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
     num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
-    train_fraction: float = _hp(1.0, _number(float, 1e-6, 1.0), "share of training images used")
-    max_train_images: int = _hp(0, _number(int, 0), "cap on training images (0: no cap)")
-    cache_features: bool = _hp(True, _bool(), "fine_tune=head, augment=false: run the backbone once")
+    train_fraction: float = _hp(
+        1.0, _number(float, 1e-6, 1.0), "share of the training images used (a subset saves cost)"
+    )
+    max_train_images: int = _hp(0, _number(int, 0), "at most this many training images (0: all)")
+    cache_features: bool = _hp(
+        True,
+        _bool(),
+        "with `fine_tune=head` and `augment=false`, run the backbone once and train the head on cached features "
+        "(the log's `recipe:` line says which way a job trains, and why)",
+    )
     feature_precision: str = _hp(
-        "auto", _choice(FEATURE_PRECISIONS), "cached backbone pass: auto = bf16/fp16 where native; fp32 = exact"
+        "auto",
+        _choice(FEATURE_PRECISIONS),
+        "backbone feature pass for `cache_features`: `auto` (bf16 + channels_last where the CPU has bf16, fp16 on "
+        "GPU) or `fp32` (exact: trains the same head as `cache_features=false`, within 1e-4, tested)",
     )
-    threads: int = _hp(0, _number(int, 0, 1024), "torch intra-op threads (0: cores / processes)")
+    threads: int = _hp(0, _number(int, 0, 1024), "torch threads (0: cores per process)")
     processes_per_host: int = _hp(
-        0, _number(int, 0, 1024), "training processes per host (0: one per CUDA device, one on CPU)"
+        0,
+        _number(int, 0, 1024),
+        "training processes per host: 0 = one per GPU (1 on CPU); N > 1 on CPU runs N gloo processes",
     )
-    profile: bool = _hp(False, _bool(), "record a torch.profiler trace of a few steps in output/data/")
+    profile: bool = _hp(False, _bool(), "torch.profiler trace of a few steps into `output/data/profile/`")
 
     @classmethod
     def from_strings(cls, raw: Mapping[str, str]) -> "Hyperparameters":
@@ -113,6 +143,15 @@ class Hyperparameters:
             elif not key.startswith(_PLATFORM_PREFIXES):
                 raise UserError(_unknown(key, text, list(known)))
         return cls(**values)
+
+    @classmethod
+    def table(cls) -> str:
+        """Every hyperparameter as a Markdown table: name, default, meaning (README "Training", train --help)."""
+        rows = ["| name | default | meaning |", "| --- | --- | --- |"]
+        for f in dataclasses.fields(cls):
+            default = str(f.default).lower() if isinstance(f.default, bool) else f.default
+            rows.append(f"| `{f.name}` | {default} | {f.metadata['help']} |")
+        return "\n".join(rows) + "\n"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
