@@ -117,7 +117,12 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("content-type missing", {}, good, 415),
         ("content-type form (curl default)", {"Content-Type": "application/x-www-form-urlencoded"}, good, 415),
         ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),
-        ("accept text/csv", {**jpg, "Accept": "text/csv"}, good, 406),
+        (
+            "accept text/csv with top_k",
+            {**jpg, "Accept": "text/csv", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"},
+            good,
+            406,
+        ),
         ("accept application/xml", {**jpg, "Accept": "application/xml, text/html;q=0.5"}, good, 406),
         ("empty jpeg body", jpg, b"", 400),
         ("empty json body", js, b"", 400),

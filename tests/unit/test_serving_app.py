@@ -1,5 +1,6 @@
 """The Flask app with a real Predictor on a small random-init ResNet50: every content type and error."""
 
+import io
 import json
 
 import numpy as np
@@ -143,6 +144,27 @@ def test_json_batch_equals_single_image_results(client):
     assert batch.shape == (5, len(CLASS_NAMES))
     np.testing.assert_allclose(batch, singles, atol=1e-5)
     assert len({tuple(row.round(6)) for row in batch}) > 1  # the images really differ
+
+
+def test_json_lines_and_csv_as_the_sagemaker_sdk_reads_them(client):
+    """Batch transform's line formats: JSON Lines records in, one line per image out (JSON Lines or CSV), read back
+    by the SDK's own deserializers."""
+    from sagemaker.deserializers import CSVDeserializer, JSONLinesDeserializer
+
+    images = [jpeg(i, seed=i) for i in range(3)]
+    records = "\n".join(json.dumps({"b64": b64(image)}) for image in images).encode()
+    expected = np.asarray(post(client, instances(*images), "application/json").get_json(), dtype=np.float32)
+    lines = post(client, records, "application/jsonlines", Accept="application/jsonlines")
+    assert (lines.status_code, lines.mimetype) == (200, "application/jsonlines")
+    read = JSONLinesDeserializer().deserialize(io.BytesIO(lines.data), lines.content_type)
+    np.testing.assert_array_equal(np.asarray(read, dtype=np.float32), expected)
+    csv = post(client, records, "application/jsonlines", Accept="text/csv")
+    assert (csv.status_code, csv.mimetype) == (200, "text/csv")
+    read = CSVDeserializer().deserialize(io.BytesIO(csv.data), csv.content_type)
+    np.testing.assert_array_equal(np.asarray(read, dtype=np.float32), expected)
+    labelled = post(client, records, "application/jsonlines", Accept="application/jsonlines;verbose=true")
+    labels = [json.loads(line)["label"] for line in labelled.data.splitlines()]
+    assert labels == [CLASS_NAMES[i] for i in expected.argmax(1)]
 
 
 def test_npy_batch_equals_single_image_results(client):

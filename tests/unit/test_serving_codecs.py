@@ -31,6 +31,29 @@ def test_json_shapes_keep_order(doc):
     assert [image.opened.size for image in decoded] == [(40, 30), (50, 30)]
 
 
+def test_json_lines_records_in_order_blank_lines_skipped():
+    images = [jpeg(i, size=(40 + 10 * i, 30)) for i in range(4)]
+    lines = [
+        json.dumps({"b64": b64(images[0])}),
+        "",
+        json.dumps([b64(images[1]), b64(images[2])]) + "\r",
+        "   ",
+        json.dumps(b64(images[3])),
+    ]
+    decoded = codecs.decoder_for("application/jsonlines")("\n".join(lines).encode(), LIMITS)
+    assert [image.opened.size[0] for image in decoded] == [40, 50, 60, 70]
+
+
+def test_json_lines_errors_name_the_line_and_the_count_is_bounded_before_parsing():
+    with pytest.raises(ServingError, match="malformed JSON in line 2"):
+        codecs.decode_json_lines(b'"A"\n{"b64": \n', LIMITS)
+    with pytest.raises(ServingError, match="no images"):
+        codecs.decode_json_lines(b"\n \n\t\n", LIMITS)
+    too_many = b"\n".join([b"not even JSON"] * (codecs.MAX_IMAGES_PER_REQUEST + 1))
+    with pytest.raises(PayloadTooLarge, match="JSON Lines records"):
+        codecs.decode_json_lines(too_many, LIMITS)
+
+
 def test_json_single_image_with_data_url_and_line_breaks():
     text = b64(jpeg())
     wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
@@ -76,6 +99,10 @@ def test_pillow_bomb_warning_is_an_error():
         ("text/html, application/x-npy;q=0.9", None, codecs.ResponseFormat("application/x-npy", None)),
         ("application/x-npy;q=0.5, application/json", None, codecs.ResponseFormat("application/json", None)),
         ("application/json", "trace=abc; top_k=2, something-opaque", codecs.ResponseFormat("application/json", 2)),
+        ("application/jsonlines", None, codecs.ResponseFormat("application/jsonlines", None)),
+        ("application/x-ndjson;verbose=true", None, codecs.ResponseFormat("application/jsonlines", 5)),
+        ("text/csv", None, codecs.ResponseFormat("text/csv", None)),
+        ("text/csv, application/json;q=0.5", "top_k=2", codecs.ResponseFormat("application/json", 2)),
     ],
 )
 def test_negotiate(accept, attributes, expected):
@@ -83,8 +110,10 @@ def test_negotiate(accept, attributes, expected):
 
 
 def test_negotiate_refusals():
+    with pytest.raises(NotAcceptable, match="labelled predictions: JSON or JSON Lines only"):
+        codecs.negotiate("text/csv", "top_k=3", 133)
     with pytest.raises(NotAcceptable, match="text/csv"):
-        codecs.negotiate("text/csv", None, 133)
+        codecs.negotiate("application/xml", None, 133)
     with pytest.raises(NotAcceptable):
         codecs.negotiate("application/json;q=0", None, 133)
     with pytest.raises(ServingError, match="top_k"):

@@ -11,9 +11,11 @@ Request bodies (Content-Type; parameters such as charset are ignored)
       {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style; also
       {"image_bytes": {"b64": "<base64>"}} and {"content": "<base64>"} as instances)
       {"instances": ["<base64>", ...]}      {"images": ["<base64>", ...]}
-      {"image": "<base64>"}                 ["<base64>", ...]
+      {"image": "<base64>"}                 ["<base64>", ...]        an instance alone: {"b64": "<base64>"}
       A "data:image/...;base64," prefix, line breaks, the URL-safe alphabet (- and _) and missing "=" padding
       are accepted.
+  application/jsonlines (also x-jsonlines, jsonl, x-ndjson): one JSON document per line, each in any of the
+      shapes above (batch transform's SplitType=Line); images in line order, blank lines skipped.
   application/x-npy: a NumPy .npy file (never unpickled) of dtype uint8 and shape HxWx3 (one RGB image)
       or NxHxWx3 (N images).
   application/octet-stream (what the SageMaker SDK's default Predictor sends): a .npy file when the body starts
@@ -28,7 +30,10 @@ Responses (Accept; absent or */* means application/json)
       {"predictions": [{"class": 1, "label": "001.Affenpinscher", "breed": "Affenpinscher",
                         "probability": 0.93, "top_k": [{"class": 1, "label": ..., "breed": ...,
                                                         "probability": 0.93}, ...]}, ...]}
+  application/jsonlines: one line per image: its list of probabilities, or with verbose/top_k its labelled
+      prediction (the SDK's JSONLinesDeserializer; batch transform's AssembleWith=Line).
   application/x-npy: float32 array N x C of probabilities.
+  text/csv: one line of C comma-separated probabilities per image (not with verbose/top_k: 406).
 
 X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";": top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
@@ -45,6 +50,7 @@ opening or, in the predictor, decoding is a 413.
 import base64
 import binascii
 import io
+import itertools
 import json
 import math
 import re
@@ -64,6 +70,9 @@ from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 MAX_IMAGES_PER_REQUEST = 256
 DEFAULT_TOP_K = 5
 JSON = "application/json"
+JSON_LINES = "application/jsonlines"  # SageMaker's name (batch transform, the SDK's JSONLinesDeserializer)
+JSON_LINES_TYPES = (JSON_LINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
+CSV = "text/csv"
 NPY = "application/x-npy"
 NPY_MAGIC = b"\x93NUMPY"
 OCTET_STREAM = "application/octet-stream"
@@ -209,8 +218,10 @@ def _json_items(doc: object) -> list[object]:
             items = doc["images"]
         elif "image" in doc:
             items = [doc["image"]]
+        elif INSTANCE_KEYS.intersection(doc):  # one instance on its own, as a JSON Lines record often is
+            items = [doc]
         else:
-            raise ServingError('JSON object needs "instances", "images" or "image"')
+            raise ServingError(f'JSON object needs "instances", "images", "image" or one of {sorted(INSTANCE_KEYS)}')
     else:
         items = doc
     if isinstance(items, str):
@@ -218,6 +229,9 @@ def _json_items(doc: object) -> list[object]:
     if not isinstance(items, list):
         raise ServingError(f"expected a list of base64 images, got {type(items).__name__}")
     return [_instance(item) for item in items]
+
+
+INSTANCE_KEYS = frozenset({"b64", "image_bytes", "content"})
 
 
 def _instance(item: object) -> object:
@@ -230,16 +244,35 @@ def _instance(item: object) -> object:
     return item
 
 
-def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> list[Image_]:
+def _parse_json(text: bytes, where: str = "") -> object:
     try:
-        doc = json.loads(body)
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ServingError(f"malformed JSON: {exc}") from None
-    items = _json_items(doc)
+        raise ServingError(f"malformed JSON{where}: {exc}") from None
+
+
+def _open_base64_images(items: list[object], limits: DecodeLimits) -> list[Image_]:
     _check_count(len(items))  # before decoding any base64
     images = [open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items)]
     check_request([image.opened.size for image in images], limits)
     return images
+
+
+def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> list[Image_]:
+    return _open_base64_images(_json_items(_parse_json(body)), limits)
+
+
+def decode_json_lines(body: bytes, limits: DecodeLimits, media_type: str = JSON_LINES) -> list[Image_]:
+    """One JSON document per line, each in any of decode_json's shapes (batch transform's SplitType=Line packs
+    several lines into a request); blank lines are skipped. Lines are found lazily and counted before any is
+    parsed, so a body of a million lines costs no more than reading it."""
+    lines = list(itertools.islice(re.finditer(rb"\S[^\n]*", body), MAX_IMAGES_PER_REQUEST + 1))
+    if len(lines) > MAX_IMAGES_PER_REQUEST:
+        raise PayloadTooLarge(f"more than {MAX_IMAGES_PER_REQUEST} JSON Lines records in one request (one image each)")
+    items = [
+        item for number, line in enumerate(lines, 1) for item in _json_items(_parse_json(line[0], f" in line {number}"))
+    ]
+    return _open_base64_images(items, limits)
 
 
 def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list[Image_]:
@@ -274,6 +307,7 @@ DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
     "image/*": decode_image,  # any image/<subtype>: the format is sniffed from the bytes
     "application/x-image": decode_image,
     JSON: decode_json,
+    **dict.fromkeys(JSON_LINES_TYPES, decode_json_lines),
     NPY: decode_npy,
     OCTET_STREAM: decode_octet_stream,
 }
@@ -352,13 +386,20 @@ def negotiate(accept: str | None, custom_attributes: str | None, num_classes: in
     """Pick the response format from Accept and the custom attributes; NotAcceptable lists the options."""
     top_k = _top_k(parse_custom_attributes(custom_attributes), num_classes)
     for media_type, options in _parse_accept(accept or "*/*"):
+        verbose = options.get("verbose", "").lower() == "true"  # application/json;verbose=true
+        labelled = min(DEFAULT_TOP_K, num_classes) if verbose and top_k is None else top_k
         if media_type in ("*/*", "application/*", JSON):
-            if options.get("verbose", "").lower() == "true" and top_k is None:
-                top_k = min(DEFAULT_TOP_K, num_classes)
-            return ResponseFormat(JSON, top_k)
+            return ResponseFormat(JSON, labelled)
+        if media_type in JSON_LINES_TYPES:
+            return ResponseFormat(JSON_LINES, labelled)
         if media_type == NPY:
             return ResponseFormat(NPY, None)
-    raise NotAcceptable(f"Accept {accept} is not supported; use {JSON}, {JSON};verbose=true or {NPY}")
+        if media_type == CSV and top_k is None:  # labelled predictions (top_k, verbose) have no CSV form
+            return ResponseFormat(CSV, None)
+    why = " (labelled predictions: JSON or JSON Lines only)" if top_k else ""
+    raise NotAcceptable(
+        f"Accept {accept} is not supported{why}; use {JSON}, {JSON};verbose=true, {JSON_LINES}, {NPY} or {CSV}"
+    )
 
 
 def breed_name(label: str) -> str:
@@ -392,13 +433,32 @@ def encode_json(probabilities: np.ndarray, class_names: list[str], top_k: int | 
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def encode_json_lines(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
+    """One line per image: its probability list, or its labelled prediction (as encode_json's, one per line)."""
+    rows = _labelled(probabilities, class_names, top_k)["predictions"] if top_k else np.ascontiguousarray(probabilities)
+    return b"".join(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for row in rows)
+
+
+def encode_csv(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
+    """One line of C comma-separated probabilities per image (the SDK's CSVDeserializer reads them)."""
+    return b"".join(
+        orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b"\n"
+        for row in np.ascontiguousarray(probabilities)
+    )
+
+
 def encode_npy(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, probabilities.astype(np.float32), allow_pickle=False)
     return buffer.getvalue()
 
 
-ENCODERS: dict[str, Callable[[np.ndarray, list[str], int | None], bytes]] = {JSON: encode_json, NPY: encode_npy}
+ENCODERS: dict[str, Callable[[np.ndarray, list[str], int | None], bytes]] = {
+    JSON: encode_json,
+    JSON_LINES: encode_json_lines,
+    NPY: encode_npy,
+    CSV: encode_csv,
+}
 
 
 def encode(probabilities: np.ndarray, class_names: list[str], response: ResponseFormat) -> bytes:
