@@ -1,5 +1,6 @@
 """Input channels → image datasets and loaders: split discovery, class checks, unreadable-image skipping."""
 
+import io
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from .contract.channels import COMBINED, TRAIN, VALID_ALIASES
 from .errors import UserError
+from .image_costs import MAX_JPEG_SCANS, jpeg_scans
 from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,16 @@ def is_readable_image(path: Path) -> bool:
     return True
 
 
+def decode_file(path: Path) -> Image.Image:
+    """An image file's RGB pixels (presets.decode_rgb, as serving decodes). A JPEG of more than MAX_JPEG_SCANS scans
+    is refused (ValueError) before decoding: each scan is one more pass over the image, every epoch."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        if isinstance(img, JpegImageFile) and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
+            raise ValueError(f"a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
+        return decode_rgb(img)
+
+
 class ImageList(Dataset):
     """(path, label) samples of one split, decoded to RGB and transformed on access.
 
@@ -83,8 +96,7 @@ class ImageList(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         try:
-            with Image.open(path) as img:
-                image = decode_rgb(img)
+            image = decode_file(path)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             self._skip(index, exc)
             return None

@@ -146,3 +146,18 @@ def test_sixteen_bit_grayscale_trains_as_its_eight_bit_twin_and_float_images_are
     assert np.array_equal(np.asarray(images[0][0]), np.asarray(images[1][0]))
     assert images[2] is None
     assert "no defined brightness range" in caplog.text
+
+
+def test_a_jpeg_of_too_many_scans_is_skipped_before_decoding(tmp_path, caplog):
+    """Each scan is one more pass over the image, every epoch: the serving limit (MAX_JPEG_SCANS) holds here too."""
+    from PIL import Image
+    from serving_requests import encode, many_scans_jpeg
+
+    from dogbreed.image_costs import MAX_JPEG_SCANS
+
+    (tmp_path / "bomb.jpg").write_bytes(many_scans_jpeg(2000))
+    (tmp_path / "photo.jpg").write_bytes(encode(Image.new("RGB", (64, 64), (1, 2, 3)), "JPEG", progressive=True))
+    images = data.ImageList([(tmp_path / "bomb.jpg", 0), (tmp_path / "photo.jpg", 0)])
+    assert images[0] is None
+    assert f"the limit is {MAX_JPEG_SCANS}" in caplog.text
+    assert images[1][0].size == (64, 64)

@@ -65,6 +65,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
+from ..image_costs import MAX_JPEG_SCANS, jpeg_scans
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MAX_IMAGES_PER_REQUEST = 256
@@ -96,9 +97,6 @@ Image_ = EncodedImage | np.ndarray
 # request (EPS would run Ghostscript; PDF is write-only; MPEG is video).
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "ICO", "JPEG2000", "PPM", "TGA")
 MAX_ASPECT_RATIO = 20  # the eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x
-# Progressive encoders write about 10 scans; each scan is one more pass over every coefficient of the image, so a
-# 59-byte scan repeated decodes for 15 ms per copy at 36 MP: 6 MB of them would hold a core for 25 minutes.
-MAX_JPEG_SCANS = 100
 
 
 @dataclass(frozen=True)
@@ -172,8 +170,7 @@ def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_ty
 
 def check_jpeg_scans(data: bytes, where: str = "image") -> None:
     """Refuse a JPEG whose scans would cost far more than its bytes (MAX_JPEG_SCANS)."""
-    scans = data.count(b"\xff\xda")  # start-of-scan markers: entropy-coded data never holds FF DA (FF is stuffed)
-    if scans > MAX_JPEG_SCANS:
+    if (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
         raise PayloadTooLarge(f"{where} is a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
 
 
