@@ -35,7 +35,7 @@ Responses (Accept; absent or */* means application/json)
   application/x-npy: float32 array N x C of probabilities.
   text/csv: one line of C comma-separated probabilities per image (not with verbose/top_k: 406).
 
-X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";": top_k=<1..C>,
+X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";", or a JSON object: top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
 
 Errors: 415 unsupported Content-Type (an HTML form's says to send the file itself as the body), 406 unsupported
@@ -345,7 +345,15 @@ class ResponseFormat:
 
 
 def parse_custom_attributes(header: str | None) -> dict[str, str]:
-    """X-Amzn-SageMaker-Custom-Attributes as key=value pairs; anything else in it is ignored."""
+    """X-Amzn-SageMaker-Custom-Attributes as key=value pairs, or a JSON object ({"top_k": 3}); anything else in it
+    is ignored (the header is opaque to SageMaker: other tools may put their own data in it)."""
+    if (header or "").lstrip().startswith("{"):
+        try:
+            doc = json.loads(header)
+        except (ValueError, RecursionError):
+            doc = None
+        if isinstance(doc, dict):
+            return {str(key).strip().lower(): json.dumps(value).strip('"') for key, value in doc.items()}
     pairs = (part.partition("=") for part in re.split(r"[,;]", header or ""))
     return {key.strip().lower(): value.strip() for key, sep, value in pairs if sep and key.strip()}
 
