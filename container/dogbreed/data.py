@@ -14,12 +14,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from .contract.channels import COMBINED, TRAIN, VALID_ALIASES
 from .errors import UserError
-from .image_costs import MAX_JPEG_SCANS, jpeg_scans
+from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
 from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
 def is_readable_image(path: Path) -> bool:
     """Header check + PIL's verify: catches truncated headers, non-images and decompression bombs."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             img.verify()
     except Exception:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
         return False
@@ -64,7 +62,7 @@ def decode_file(path: Path) -> Image.Image:
     """An image file's RGB pixels (presets.decode_rgb, as serving decodes). A JPEG of more than MAX_JPEG_SCANS scans
     is refused (ValueError) before decoding: each scan is one more pass over the image, every epoch."""
     data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as img:
+    with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
         if isinstance(img, JpegImageFile) and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
             raise ValueError(f"a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
         return decode_rgb(img)
@@ -126,16 +124,18 @@ def class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files at any depth under folder (none if it is missing), sorted, like ImageFolder: symlinked directories
-    are followed, each directory once (a symlink cycle ends); names starting with '.' are skipped (._x.jpg,
-    .ipynb_checkpoints/)."""
-    found, seen = [], set()
+def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files at any depth under folder (none if it is missing), sorted, like ImageFolder: those named as images
+    (IMAGE_EXTENSIONS), and the others. Symlinked directories are followed, each directory once (a symlink cycle
+    ends); names starting with '.' are skipped (._x.jpg, .ipynb_checkpoints/)."""
+    images, others, seen = [], [], set()
     _first_visit(folder, seen)
     for top, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and _first_visit(Path(top, d), seen)]
-        found += [Path(top, f) for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(found)
+        for name in files:
+            if not name.startswith("."):
+                (images if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(Path(top, name))
+    return sorted(images), sorted(others)
 
 
 def _first_visit(directory: Path, seen: set[tuple[int, int]]) -> bool:
@@ -155,13 +155,20 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     """All readable images under root/<class>/ at any depth, labelled by the class's index in class_names (train's
     order); unreadable ones are skipped and logged. In the train split every class needs an image: a class the model
     never sees is one it can never predict. Valid/test may lack classes (a warning): they are just not measured."""
-    samples, skipped = [], []
+    samples, skipped, others = [], [], []
     for label, name in enumerate(class_names):
-        for path in image_files(root / name):
+        images, not_images = image_files(root / name)
+        others += not_images
+        for path in images:
             if path.is_file():
                 (samples if is_readable_image(path) else skipped).append((path, label))
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s split, e.g. %s", len(skipped), split, skipped[0][0])
+    if others:
+        log.warning(
+            "ignored %d file(s) in %s split not named as images we read (e.g. %s); images are found by extension: %s",
+            len(others), split, others[0], " ".join(IMAGE_EXTENSIONS),
+        )  # fmt: skip
     if not samples:
         raise UserError(f"no readable images in the {split} split at {root} (expected {root}/<class>/**/*.jpg)")
     empty = sorted(set(class_names) - {class_names[label] for _, label in samples})

@@ -93,6 +93,25 @@ def test_hidden_files_and_folders_are_skipped(dog_images, caplog):
     assert "unreadable" not in caplog.text
 
 
+def test_images_are_found_by_every_name_pillow_gives_their_format_and_other_files_are_reported(dog_images, caplog):
+    """Web downloads are often .jfif/.jpe, scanners write .tif and .pgm: all train. Other files are not silently
+    dropped: the log counts them. A file is read only as a format serving reads (not EPS, whatever its name)."""
+    folder = dog_images / "train" / "001.Affenpinscher"
+    jpeg_bytes = sorted(folder.glob("*.jpg"))[0].read_bytes()
+    (folder / "from_the_web.jfif").write_bytes(jpeg_bytes)
+    (folder / "old.JPE").write_bytes(jpeg_bytes)
+    (folder / "scan.pgm").write_bytes(b"P5 24 24 255\n" + bytes(range(24)) * 24)
+    (folder / "notes.txt").write_text("good boy")
+    (folder / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (folder / "poster.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 24 24\n")
+    splits = load(dog_images)
+    names = {path.name for path, _ in splits.train.samples}
+    assert {"from_the_web.jfif", "old.JPE", "scan.pgm"} <= names and "poster.jpg" not in names
+    assert len(splits.train) == 12
+    assert "ignored 2 file(s) in train split not named as images we read" in caplog.text
+    assert "skipped 1 unreadable image(s) in train split" in caplog.text
+
+
 def test_valid_split_missing_a_class_is_labelled_by_train_classes(dog_images, caplog):
     shutil.rmtree(dog_images / "valid" / "001.Affenpinscher")
     (dog_images / "test" / "002.Afghan_hound" / "empty").mkdir()
@@ -153,7 +172,7 @@ def test_a_jpeg_of_too_many_scans_is_skipped_before_decoding(tmp_path, caplog):
     from PIL import Image
     from serving_requests import encode, many_scans_jpeg
 
-    from dogbreed.image_costs import MAX_JPEG_SCANS
+    from dogbreed.formats import MAX_JPEG_SCANS
 
     (tmp_path / "bomb.jpg").write_bytes(many_scans_jpeg(2000))
     (tmp_path / "photo.jpg").write_bytes(encode(Image.new("RGB", (64, 64), (1, 2, 3)), "JPEG", progressive=True))

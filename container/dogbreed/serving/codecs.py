@@ -65,7 +65,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
-from ..image_costs import MAX_JPEG_SCANS, jpeg_scans
+from ..formats import IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MAX_IMAGES_PER_REQUEST = 256
@@ -93,9 +93,6 @@ class EncodedImage:
 Image_ = EncodedImage | np.ndarray
 
 
-# Raster formats a request may hold, sniffed from the bytes. Pillow's other plugins stay unreachable from a
-# request (EPS would run Ghostscript; PDF is write-only; MPEG is video).
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "ICO", "JPEG2000", "PPM", "TGA")
 MAX_ASPECT_RATIO = 20  # the eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x
 
 
