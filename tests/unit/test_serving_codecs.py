@@ -113,7 +113,7 @@ def test_negotiate(accept, attributes, expected):
 
 
 def test_negotiate_refusals():
-    with pytest.raises(NotAcceptable, match="labelled predictions: JSON or JSON Lines only"):
+    with pytest.raises(NotAcceptable, match=r"labelled predictions \(top_k, verbose\) are written as"):
         codecs.negotiate("text/csv", "top_k=3", 133)
     with pytest.raises(NotAcceptable, match="text/csv"):
         codecs.negotiate("application/xml", None, 133)

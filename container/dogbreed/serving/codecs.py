@@ -398,9 +398,12 @@ def negotiate(accept: str | None, custom_attributes: str | None, num_classes: in
             return ResponseFormat(NPY, None)
         if media_type == CSV and top_k is None:  # labelled predictions (top_k, verbose) have no CSV form
             return ResponseFormat(CSV, None)
-    why = " (labelled predictions: JSON or JSON Lines only)" if top_k else ""
+    if top_k:
+        raise NotAcceptable(
+            f"Accept {accept}: labelled predictions (top_k, verbose) are written as {JSON} or {JSON_LINES}"
+        )
     raise NotAcceptable(
-        f"Accept {accept} is not supported{why}; use {JSON}, {JSON};verbose=true, {JSON_LINES}, {NPY} or {CSV}"
+        f"Accept {accept} is not supported; use {JSON}, {JSON};verbose=true, {JSON_LINES}, {NPY} or {CSV}"
     )
 
 
