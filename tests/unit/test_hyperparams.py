@@ -1,15 +1,11 @@
 """Hyperparameters arrive as strings from SageMaker and are validated once, naming key, value and what is allowed."""
 
-import re
-from pathlib import Path
-
 import pytest
+from declared_tables import help_output, readme_tables
 
 from dogbreed.contract.hyperparams import Hyperparameters
 from dogbreed.errors import UserError
 from dogbreed.train import parse_args
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_defaults_match_the_documented_contract():
@@ -67,12 +63,8 @@ def test_training_recipe_defaults():
 
 
 def test_readme_lists_the_hyperparameters_exactly_as_declared():
-    tables = re.findall(r"^\| name \| default \| meaning \|\n(?:\|.*\n)+", README.read_text(), flags=re.MULTILINE)
-    assert tables == [Hyperparameters.table()]
+    assert readme_tables("| name | default | meaning |") == [Hyperparameters.table()]
 
 
 def test_train_help_lists_every_hyperparameter(capsys):
-    with pytest.raises(SystemExit) as info:
-        parse_args(["--help"])
-    assert info.value.code == 0
-    assert Hyperparameters.table() in capsys.readouterr().out
+    assert Hyperparameters.table() in help_output(parse_args, capsys)

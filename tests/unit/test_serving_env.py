@@ -1,28 +1,21 @@
 """ServingEnv: every serving variable read from one declaration, which also renders the README's table."""
 
-import re
 from pathlib import Path
 
 import pytest
+from declared_tables import help_output, readme_tables
 
 from dogbreed.errors import UserError
 from dogbreed.serve import parse_args
 from dogbreed.sm_env import ServingEnv
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
 
 def test_readme_lists_the_serving_variables_exactly_as_declared():
-    readme = README.read_text()
-    tables = re.findall(r"^\| variable \| default \| meaning \|\n(?:\|.*\n)+", readme, flags=re.MULTILINE)
-    assert tables == [ServingEnv.variables_table()]
+    assert readme_tables("| variable | default | meaning |") == [ServingEnv.variables_table()]
 
 
 def test_serve_help_lists_every_variable(capsys):
-    with pytest.raises(SystemExit) as info:
-        parse_args(["--help"])
-    assert info.value.code == 0
-    assert ServingEnv.variables_table() in capsys.readouterr().out
+    assert ServingEnv.variables_table() in help_output(parse_args, capsys)
 
 
 def test_each_variable_sets_its_field_and_blank_means_the_default():
