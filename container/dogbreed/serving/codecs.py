@@ -203,6 +203,9 @@ def _b64(text: object, where: str) -> bytes:
     return data
 
 
+INSTANCE_KEYS = frozenset({"b64", "image_bytes", "content"})  # an instance object's keys (_instance)
+
+
 def _json_items(doc: object) -> list[object]:
     """The base64 strings of a JSON request, in order, whichever documented shape it has."""
     if isinstance(doc, dict):
@@ -223,9 +226,6 @@ def _json_items(doc: object) -> list[object]:
     if not isinstance(items, list):
         raise ServingError(f"expected a list of base64 images, got {type(items).__name__}")
     return [_instance(item) for item in items]
-
-
-INSTANCE_KEYS = frozenset({"b64", "image_bytes", "content"})
 
 
 def _instance(item: object) -> object:
