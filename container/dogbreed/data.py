@@ -1,5 +1,6 @@
 """Input channels → image datasets and loaders: split discovery, class checks, unreadable-image skipping."""
 
+import hashlib
 import io
 import logging
 import os
@@ -12,7 +13,8 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
-from .contract.channels import COMBINED, TRAIN, VALID_ALIASES
+from .contract.channels import COMBINED, TEST, TRAIN, VALID_ALIASES
+from .contract.hyperparams import Hyperparameters
 from .errors import UserError
 from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
 from .presets import decode_rgb
@@ -22,30 +24,68 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SplitPaths:
-    """Where each split's class folders live."""
+    """Where each split's class folders live; valid None: no validation split was given (load_splits holds one out)."""
 
     train: Path
-    valid: Path
+    valid: Path | None
     test: Path | None = None
 
 
+SPLIT_CHANNELS = (TRAIN, *VALID_ALIASES, TEST)  # channels, or folders of one channel, that hold one split each
+WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
+IGNORED_FOLDERS = ("__MACOSX",)  # resource forks a zip made on macOS extracts beside the data
+
+
 def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
-    """Channels train + valid (or validation/val) [+ test], or one `training` channel holding those folders."""
-    if TRAIN in channels:
-        folders, where = channels, "channels"
-    elif COMBINED in channels:
-        root = channels[COMBINED]
-        folders = {p.name: p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
-        where = f"folders of the '{COMBINED}' channel ({root})"
-    else:
+    """Where the splits are, in the layouts users upload. The data comes from channel `train` (with optional
+    `valid`/`validation`/`val` and `test` channels), or else from one `training` channel. That channel's
+    folder (after any lone wrapper folder, e.g. dogImages/: dataset_root) holds either split folders
+    train/ [valid/] [test/] or the class folders themselves. Without a validation split, valid is None."""
+    source = next((name for name in (TRAIN, COMBINED) if name in channels), None)
+    if source is None:
         raise UserError(
-            f"no training data: expected channels 'train' and 'valid' (optionally 'test'), or one "
-            f"'{COMBINED}' channel holding train/ valid/ test/; got channels {sorted(channels) or 'none'}"
+            f"no training data: expected a 'train' channel (optionally 'valid' and 'test'), or one '{COMBINED}' "
+            f"channel holding train/ [valid/] [test/] or the class folders; got channels {sorted(channels) or 'none'}"
+        )
+    root = dataset_root(channels[source])
+    folders = {path.name: path for path in subfolders(root) if path.name in SPLIT_CHANNELS}
+    others = sorted(set(channels) & set(SPLIT_CHANNELS) - {source})
+    if not folders:  # class folders: the training set
+        folders = {TRAIN: root} | {name: dataset_root(channels[name]) for name in others}
+    elif TRAIN not in folders:
+        raise UserError(f"the '{source}' channel's folder {root} holds split folders {sorted(folders)} but no train/")
+    elif others:
+        raise UserError(
+            f"the '{source}' channel's folder {root} holds the splits {sorted(folders)}, and channels {others} were "
+            "given too: give the splits one way only"
         )
     valid = next((folders[name] for name in VALID_ALIASES if name in folders), None)
-    if TRAIN not in folders or valid is None:
-        raise UserError(f"expected 'train' and 'valid' (or 'validation'/'val') in the {where}; got {sorted(folders)}")
-    return SplitPaths(train=folders[TRAIN], valid=valid, test=folders.get("test"))
+    return SplitPaths(train=folders[TRAIN], valid=valid, test=folders.get(TEST))
+
+
+def dataset_root(channel: Path) -> Path:
+    """A channel's folder, or the folder inside it while it holds nothing but one folder (non-image files aside):
+    an upload's wrapper such as dogImages/, at most WRAPPER_DEPTH deep."""
+    root = channel
+    for _ in range(WRAPPER_DEPTH):
+        inside = subfolders(root)
+        if len(inside) != 1 or inside[0].name in SPLIT_CHANNELS or _holds_images(root):
+            break
+        root = inside[0]
+    return root
+
+
+def subfolders(root: Path) -> list[Path]:
+    """root's folders, sorted, without hidden ones (.ipynb_checkpoints) and IGNORED_FOLDERS; none if root is not one."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_FOLDERS
+    )
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.name.lower().endswith(IMAGE_EXTENSIONS) for p in folder.iterdir() if p.is_file())
 
 
 def is_readable_image(path: Path) -> bool:
@@ -121,7 +161,7 @@ def collate_decoded(batch: list[tuple[torch.Tensor, int] | None]) -> list[torch.
 def class_folders(root: Path) -> list[str]:
     if not root.is_dir():
         raise UserError(f"data path {root} does not exist or is not a directory")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p.name for p in subfolders(root)]
 
 
 def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -131,7 +171,11 @@ def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
     images, others, seen = [], [], set()
     _first_visit(folder, seen)
     for top, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and _first_visit(Path(top, d), seen)]
+        dirs[:] = [
+            d
+            for d in sorted(dirs)
+            if not d.startswith(".") and d not in IGNORED_FOLDERS and _first_visit(Path(top, d), seen)
+        ]
         for name in files:
             if not name.startswith("."):
                 (images if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(Path(top, name))
@@ -237,8 +281,9 @@ class Splits:
     test: ImageList | None
 
 
-def load_splits(paths: SplitPaths) -> Splits:
-    """Scan every split; train's sorted class folders are the labels, other splits may hold a subset of them."""
+def load_splits(paths: SplitPaths, *, valid_fraction: float = Hyperparameters.valid_fraction) -> Splits:
+    """Scan every split; train's sorted class folders are the labels, other splits may hold a subset of them.
+    Without a validation split, valid_fraction of the training images are held out as one (hold_out)."""
     class_names = class_folders(paths.train)
     if len(class_names) < 2:
         raise UserError(
@@ -251,4 +296,33 @@ def load_splits(paths: SplitPaths) -> Splits:
         if root is not None:
             check_known_classes(class_names, class_folders(root), (paths.train, root))
             scanned[split] = scan_split(root, class_names, split)
+    if paths.valid is None:
+        scanned["train"], scanned["valid"] = hold_out(scanned["train"], valid_fraction, paths.train)
     return Splits(class_names, scanned["train"], scanned["valid"], scanned.get("test"))
+
+
+def hold_out(train: ImageList, fraction: float, root: Path) -> tuple[ImageList, ImageList]:
+    """(train, valid) from training images alone: in each class of two or more images, `fraction` of them (at least
+    one, never all) are held out, picked by a hash of their path under root, so every host and every job on the
+    same files holds out the same images, whatever the seed."""
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for sample in train.samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    kept, held = [], []
+    for samples in by_class.values():
+        samples.sort(key=lambda sample: hashlib.sha256(sample[0].relative_to(root).as_posix().encode()).digest())
+        count = min(len(samples) - 1, max(1, round(len(samples) * fraction)))
+        held += samples[:count]
+        kept += samples[count:]
+    if not held:
+        raise UserError(f"no validation split, and no class in {root} has two images to hold one out for validation")
+    log.info(
+        "no validation split given: %d of the %d training images are held out to validate on (valid_fraction=%g, "
+        "per class; %d class(es) of one image are not validated)",
+        len(held), len(train), fraction, sum(len(samples) == 1 for samples in by_class.values()),
+    )  # fmt: skip
+    return ImageList(sorted(kept, key=_by_label)), ImageList(sorted(held, key=_by_label))
+
+
+def _by_label(sample: tuple[Path, int]) -> tuple[int, Path]:
+    return sample[1], sample[0]

@@ -114,7 +114,7 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
     with cluster(env, local) as node, stop_on_sigterm() as stop:
         torch.manual_seed(hps.seed)
         set_torch_threads(choose_threads(hps.threads, local.size))
-        splits = data.load_splits(data.find_splits(env.channels))
+        splits = data.load_splits(data.find_splits(env.channels), valid_fraction=hps.valid_fraction)
         head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
         model = build_model(head)
         load_pretrained(model, env, hps)

@@ -29,3 +29,17 @@ def test_nested_images_and_splits_lacking_a_class_train(sm_tree, run_train):
     assert config["class_names"] == list(BREEDS[:4])
     per_class = json.loads((base / "output" / "data" / "metrics.json").read_text())["per_class"]
     assert {name: entry["count"] for name, entry in per_class.items()} == dict.fromkeys(BREEDS[1:4], 2)
+
+
+def test_training_images_alone_train_and_validate_on_a_held_out_share(sm_tree, run_train):
+    base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": "false", "valid_fraction": "0.25"},
+                   layout="train_only", per_class=8)  # fmt: skip
+
+    result = run_train(base)
+
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "8 of the 32 training images are held out to validate on (valid_fraction=0.25" in log
+    valid_acc = json.loads((base / "output" / "data" / "metrics.json").read_text())["final"]["valid_acc"]
+    assert (valid_acc * 8) % 1 < 1e-6  # measured on the 8 held-out images
+    assert json.loads((base / "model" / "model_config.json").read_text())["class_names"] == list(BREEDS[:4])

@@ -32,7 +32,7 @@ def test_bad_hyperparameter_fails_naming_the_key(sm_tree):
 def test_missing_data_names_the_expected_channels(sm_tree):
     base = sm_tree({}, layout="none")
     assert run_in_process(base) == train.EXIT_USER_ERROR
-    assert "expected channels 'train' and 'valid'" in failure(base)
+    assert "expected a 'train' channel" in failure(base)
 
 
 def test_pretrained_channel_state_dict_is_loaded(sm_tree, caplog):

@@ -70,7 +70,7 @@ def test_worker_user_error_reaches_the_failure_file(sm_tree, run_train):
     base = sm_tree(TWO, layout="none")  # the workers find no data; the launcher reports it
     result = run_train(base, MASTER_PORT=str(free_port()))
     assert result.returncode == train.EXIT_USER_ERROR, result.stdout
-    assert failure(base).splitlines()[0].startswith("no training data: expected channels 'train' and 'valid'")
+    assert failure(base).splitlines()[0].startswith("no training data: expected a 'train' channel")
 
 
 @needs_two_cores

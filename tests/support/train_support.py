@@ -31,9 +31,10 @@ def write_tree(
     data = base / "input" / "data"
     if layout == "training":
         make_dataset(data / "training", per_class=per_class, classes=4, size=(40, 40))
-    elif layout == "channels":  # train / validation / test as separate channels
+    elif layout in ("channels", "train_only"):  # train / validation / test as separate channels, or train alone
         make_dataset(base / "dataset", per_class=per_class, classes=4, size=(40, 40))
-        for split, channel in (("train", "train"), ("valid", "validation"), ("test", "test")):
+        pairs = (("train", "train"), ("valid", "validation"), ("test", "test"))
+        for split, channel in pairs[:1] if layout == "train_only" else pairs:
             (data / channel).parent.mkdir(parents=True, exist_ok=True)
             (base / "dataset" / split).rename(data / channel)
     channels = [p.name for p in data.iterdir()] if data.is_dir() else []

@@ -28,8 +28,51 @@ def test_separate_channels_accept_validation_as_valid(dog_images):
 
 
 def test_missing_channels_say_what_is_expected():
-    with pytest.raises(UserError, match="expected channels 'train' and 'valid'"):
+    with pytest.raises(UserError, match="expected a 'train' channel"):
         data.find_splits({"images": Path("/nowhere")})
+
+
+def test_an_upload_wrapped_in_folders_is_found_whichever_channel_holds_it(dog_images, tmp_path):
+    """s3://bucket/uploads/ holding dogImages/ (and the __MACOSX/ a Mac's zip adds, and a README) as `training`,
+    or the whole dogImages/ given as the `train` channel: the split folders inside are the splits."""
+    upload = tmp_path / "uploads"
+    upload.mkdir()
+    dog_images.rename(upload / "dogImages")
+    dog_images = upload / "dogImages"
+    (upload / "__MACOSX" / "dogImages").mkdir(parents=True)
+    (upload / "README.txt").write_text("dog breeds")
+    expected = (dog_images / "train", dog_images / "valid", dog_images / "test")
+    for channels in ({"training": tmp_path}, {"train": upload}, {"train": dog_images}):
+        splits = data.find_splits(channels)
+        assert (splits.train, splits.valid, splits.test) == expected, channels
+    with pytest.raises(UserError, match=r"holds the splits \['test', 'train', 'valid'\], and channels \['valid'\]"):
+        data.find_splits({"train": dog_images, "valid": dog_images / "valid"})
+
+
+def test_class_folders_alone_hold_out_a_validation_split_by_file_path(dog_images, tmp_path, caplog):
+    """Only training images: each class of 2+ images gives valid_fraction of them (at least one, never all) to a
+    validation split, the same ones wherever the files are mounted."""
+    caplog.set_level("INFO", logger="dogbreed.data")
+    train = dog_images / "train"
+    (train / "__MACOSX").mkdir()  # not a class
+    source = next(train.glob("001.*/*.jpg"))
+    for number in range(7):  # 001: 10 images, 002: 3, 003: 1
+        (source.parent / f"more{number}.jpg").write_bytes(source.read_bytes())
+    for image in sorted(train.glob("003.*/*.jpg"))[1:]:
+        image.unlink()
+    splits = data.load_splits(data.find_splits({"train": train}), valid_fraction=0.2)
+    assert splits.class_names == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
+    held = [label for _, label in splits.valid.samples]
+    assert held == [0, 0, 1] and [label for _, label in splits.train.samples] == [0] * 8 + [1] * 2 + [2]
+    assert sorted(path for path, _ in splits.train.samples + splits.valid.samples) == sorted(train.rglob("*.jpg"))
+    assert "3 of the 14 training images are held out to validate on (valid_fraction=0.2" in caplog.text
+
+    moved = tmp_path / "elsewhere"
+    train.rename(moved)
+    again = data.load_splits(data.find_splits({"training": moved}), valid_fraction=0.2)
+    assert [path.relative_to(moved) for path, _ in again.valid.samples] == [
+        path.relative_to(train) for path, _ in splits.valid.samples
+    ]
 
 
 def test_unreadable_image_is_skipped_and_counted(dog_images, caplog):

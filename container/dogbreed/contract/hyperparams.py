@@ -111,6 +111,12 @@ class Hyperparameters:
         1.0, _number(float, 1e-6, 1.0), "share of the training images used (a subset saves cost)"
     )
     max_train_images: int = _hp(0, _number(int, 0), "at most this many training images (0: all)")
+    valid_fraction: float = _hp(
+        0.1,
+        _number(float, 0.01, 0.5),
+        "when the data has no validation split: the share of each class's training images held out to validate on "
+        "(picked by file path; unused when a validation split is given)",
+    )
     cache_features: bool = _hp(
         True,
         _bool(),
