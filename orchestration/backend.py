@@ -12,7 +12,9 @@ from urllib.parse import urlparse
 
 import sagemaker
 
-from . import endpoint, jobs, report, sdk, transform
+from dogbreed.contract.channels import TEST, TRAIN, VALID
+
+from . import dataset, endpoint, jobs, report, sdk, transform
 from .config import Settings
 from .waiting import Watched, wait_for
 
@@ -71,9 +73,13 @@ class SageMaker:
     def stop_command(self, kind: str, name: str) -> str:
         return f"aws sagemaker stop-{kind} --{kind}-name {name} --region {self.settings.region}"
 
+    def data_channels(self) -> dict[str, str]:
+        """The training job's data channels: the split folders under --data-s3 (dataset.channels)."""
+        return dataset.channels(self.settings.data_s3, self.session)
+
     def start_training(self, name: str, hyperparameters: dict[str, str]) -> None:
         estimator = jobs.training_estimator(self.settings, self.session, name, hyperparameters)
-        estimator.fit(jobs.channels(self.settings), job_name=name, wait=False)
+        estimator.fit(self.data_channels(), job_name=name, wait=False)
 
     def wait_training(self, name: str, say: Say) -> None:
         client = self.session.sagemaker_client
@@ -129,7 +135,7 @@ class Local(SageMaker):
 
     def start_training(self, name: str, hyperparameters: dict[str, str]) -> None:
         estimator = jobs.local_training_estimator(self.settings, self.session, name, hyperparameters)
-        estimator.fit(jobs.local_channels(self.settings, name), job_name=name, wait=True)
+        estimator.fit(jobs.local_channels(self.settings, self.data_channels(), name), job_name=name, wait=True)
 
     def wait_training(self, name: str, say: Say) -> None:
         """Nothing left to wait for: start_training ran the job."""
@@ -159,6 +165,10 @@ class DryRun(SageMaker):
         "report": "dry run: no report (it reads a finished job's tensors)",
         "predict": "dry run: no predictions (they need a live endpoint)",
     }
+
+    def data_channels(self) -> dict[str, str]:
+        """Nothing is listed: the channels of the dogImages layout (train/ valid/ test/ under --data-s3)."""
+        return {name: f"{self.settings.data_s3.rstrip('/')}/{name}" for name in (TRAIN, VALID, TEST)}
 
     def wait_training(self, name: str, say: Say) -> None:
         """No job: the chain goes on with its name."""

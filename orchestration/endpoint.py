@@ -13,6 +13,7 @@ import sagemaker
 from botocore.exceptions import ClientError
 from sagemaker.model import Model
 
+from . import dataset
 from .config import Settings
 from .errors import OrchestrationError
 from .waiting import Watched, wait_for
@@ -87,14 +88,14 @@ class Sample:
 
 
 def samples(settings: Settings, session: sagemaker.Session) -> list[Sample]:
-    """--images files, or --count images of the test split spread over the breeds."""
+    """--images files, or --count images spread over the breeds (of the test split where there is one)."""
     if settings.images:
         return [Sample(p.name, p.parent.name, _read(p)) for p in settings.images]
-    test = f"{settings.data_s3.rstrip('/')}/test"
-    found = _local_images(test) if test.startswith("file://") else _s3_images(session, test)
+    source = dataset.sample_source(settings.data_s3, session)
+    found = _local_images(source) if source.startswith("file://") else _s3_images(session, source)
     chosen = list(islice(_round_robin(found), settings.count))
     if not chosen:
-        raise OrchestrationError(f"--data-s3: no images under {test}/<breed>/")
+        raise OrchestrationError(f"--data-s3: no images under {source}/<breed>/")
     return chosen
 
 

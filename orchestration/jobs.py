@@ -18,7 +18,6 @@ from sagemaker.debugger import (
 from sagemaker.estimator import Estimator
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
-from dogbreed.contract.channels import DATA_CHANNELS
 from dogbreed.contract.hyperparams import CACHED_FEATURES, Hyperparameters, unquote
 from dogbreed.contract.metrics import METRIC_DEFINITIONS
 from dogbreed.errors import UserError
@@ -53,14 +52,9 @@ CONTAINER = Paths(Path(DEFAULT_BASE_DIR))  # the training job's /opt/ml, as the 
 LOCAL_HOOK_CHANNEL = "debughook"
 
 
-def channels(settings: Settings) -> dict[str, str]:
-    """The dogImages splits as SageMaker channels train / valid / test."""
-    return {name: f"{settings.data_s3.rstrip('/')}/{name}" for name in DATA_CHANNELS}
-
-
-def local_channels(settings: Settings, job_name: str) -> dict[str, str]:
+def local_channels(settings: Settings, data: dict[str, str], job_name: str) -> dict[str, str]:
     """Local mode: the data channels, and the hook config written to WORKDIR/JOB as one more channel."""
-    return {**channels(settings), LOCAL_HOOK_CHANNEL: write_local_hook_config(settings, settings.workdir / job_name)}
+    return {**data, LOCAL_HOOK_CHANNEL: write_local_hook_config(settings, settings.workdir / job_name)}
 
 
 def _metric_definitions() -> list[dict[str, str]]:
@@ -181,7 +175,9 @@ def tuning_plan(static: dict[str, str]) -> str:
     return f"tuning with {recipe}: {cost}; `train` then uses the same recipe with the tuned values"
 
 
-def start_tuning(settings: Settings, session: sagemaker.Session, job_name: str, static: dict[str, str]) -> None:
+def start_tuning(
+    settings: Settings, session: sagemaker.Session, job_name: str, static: dict[str, str], channels: dict[str, str]
+) -> None:
     """Create the tuning job over HYPERPARAMETER_RANGES with the static hyperparameters every trial shares."""
     tuner = HyperparameterTuner(
         tuning_estimator(settings, session, static),
@@ -192,7 +188,7 @@ def start_tuning(settings: Settings, session: sagemaker.Session, job_name: str, 
         max_jobs=settings.max_jobs,
         max_parallel_jobs=settings.max_parallel_jobs,
     )
-    tuner.fit(channels(settings), job_name=job_name, wait=False)
+    tuner.fit(channels, job_name=job_name, wait=False)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def hpo(run: Run) -> None:
     name = run.new_name("hpo")
     static = jobs.tuning_static_hyperparameters(settings)
     run.say(jobs.tuning_plan(static))
-    jobs.start_tuning(settings, run.session, name, static)
+    jobs.start_tuning(settings, run.session, name, static, run.backend.data_channels())
     run.track(f"tuning job {name}", run.backend.stop_command("hyper-parameter-tuning-job", name))
     run.remember(tuning_job=name)
     description = run.backend.wait_tuning(name, run.say)

@@ -13,7 +13,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
-from .contract.channels import COMBINED, TEST, TRAIN, VALID_ALIASES
+from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
 from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
@@ -31,7 +31,6 @@ class SplitPaths:
     test: Path | None = None
 
 
-SPLIT_CHANNELS = (TRAIN, *VALID_ALIASES, TEST)  # channels, or folders of one channel, that hold one split each
 WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
 IGNORED_FOLDERS = ("__MACOSX",)  # resource forks a zip made on macOS extracts beside the data
 

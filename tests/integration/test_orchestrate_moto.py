@@ -100,6 +100,29 @@ def test_accuracy_objective_is_maximised(aws: MotoServer, capsys, tmp_path: Path
     assert objective == {"Type": "Maximize", "MetricName": "valid_acc"}
 
 
+def test_train_gives_the_job_a_channel_per_split_folder_present(aws: MotoServer, capsys, tmp_path):
+    """No channel for a test/ that is not there (SageMaker fails a job on an empty channel); no data at all is an
+    error before any job starts."""
+    boto3.client("s3").create_bucket(Bucket="empty")
+    empty = run_cli(capsys, "train", *REQUIRED, "--data-s3", "s3://empty/dogImages", "--no-managed-rules")
+    assert empty.code == 1 and "--data-s3: s3://empty/dogImages holds no folders" in empty.err
+    assert not aws.calls("CreateTrainingJob")
+
+    upload_sample_data(tmp_path, splits=("train", "valid"))
+    assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
+    (request,) = aws.calls("CreateTrainingJob")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels == {"train": f"{DATA_S3}/train", "valid": f"{DATA_S3}/valid"}
+
+
+def test_train_gives_breed_folders_alone_as_one_training_channel(aws: MotoServer, capsys, tmp_path):
+    upload_sample_data(tmp_path, splits=("train",))  # dogImages/<breed>/*.jpg: the job holds out a validation share
+    assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
+    (request,) = aws.calls("CreateTrainingJob")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels == {"training": DATA_S3}
+
+
 def test_train_reads_best_hyperparameters_and_configures_debugger_rules_and_profiler(aws: MotoServer, capsys, tmp_path):
     upload_sample_data(tmp_path)
     best = tmp_path / "best.json"

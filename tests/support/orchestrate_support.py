@@ -54,12 +54,15 @@ def run_script(*argv: str, env: dict[str, str], timeout: float = 120, cwd: Path 
     return Result(process.returncode, process.stdout, process.stderr)
 
 
-def upload_sample_data(tmp_path: Path) -> Path:
-    """Generated dogImages-layout images, uploaded to s3://dogbreed-data/dogImages; buckets created."""
+def upload_sample_data(tmp_path: Path, splits: tuple[str, ...] = ("train", "valid", "test")) -> Path:
+    """Generated dogImages-layout images, uploaded to s3://dogbreed-data/dogImages; buckets created. With one split,
+    its breed folders are uploaded without it: dogImages/<breed>/."""
     root = make_dataset(tmp_path / "dogImages", per_class=3, classes=3, size=(32, 32))
     s3 = boto3.client("s3")
     for bucket in (DATA_BUCKET, OUTPUT_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    for path in sorted(root.rglob("*.jpg")):
-        s3.upload_file(str(path), DATA_BUCKET, f"dogImages/{path.relative_to(root)}")
+    top = root / splits[0] if len(splits) == 1 else root
+    for split in splits:
+        for path in sorted((root / split).rglob("*.jpg")):
+            s3.upload_file(str(path), DATA_BUCKET, f"dogImages/{path.relative_to(top)}")
     return root

@@ -9,7 +9,7 @@ from sagemaker.local import LocalSession
 from sagemaker.tuner import CategoricalParameter
 
 from dogbreed.contract.hyperparams import Hyperparameters
-from orchestration import backend, jobs, sdk
+from orchestration import backend, dataset, jobs, sdk
 from orchestration.cli import main
 from orchestration.config import parse_settings
 from orchestration.errors import UsageError
@@ -96,13 +96,16 @@ def test_every_tuned_range_and_the_trial_recipe_are_hyperparameters_the_job_acce
 
 
 def test_local_training_reads_its_hook_config_from_a_channel_the_job_is_given(tmp_path):
-    settings = parse_settings(["train", "--local", "--data-s3", str(tmp_path), "--workdir", str(tmp_path / "w")])
-    inputs = jobs.local_channels(settings, "job-1")
-    assert list(inputs) == ["train", "valid", "test", jobs.LOCAL_HOOK_CHANNEL]
-    assert inputs["train"] == f"file://{tmp_path}/train"
-    assert (tmp_path / "w" / "job-1" / "debughookconfig.json").is_file()
+    data = tmp_path / "data"
+    for split in ("train", "test"):  # no valid/: the job holds one out
+        (data / split).mkdir(parents=True)
+    settings = parse_settings(["train", "--local", "--data-s3", str(data), "--workdir", str(tmp_path / "w")])
     aws = boto3.Session(region_name="us-east-1", **sdk.LOCAL_CREDENTIALS)
     session = LocalSession(boto_session=aws, sagemaker_config=sdk.SDK_CONFIG)
+    inputs = jobs.local_channels(settings, dataset.channels(settings.data_s3, session), "job-1")
+    assert list(inputs) == ["train", "test", jobs.LOCAL_HOOK_CHANNEL]
+    assert inputs["train"] == f"file://{data}/train"
+    assert (tmp_path / "w" / "job-1" / "debughookconfig.json").is_file()
     estimator = jobs.local_training_estimator(settings, session, "job-1", {})
     assert estimator.environment == {
         "SMDEBUG_CONFIG_FILE_PATH": f"/opt/ml/input/data/{jobs.LOCAL_HOOK_CHANNEL}/debughookconfig.json"
@@ -132,3 +135,14 @@ def _ends(chosen: backend.Backend, step: str) -> bool:
     except backend.StepEnds:
         return True
     return False
+
+
+def test_samples_come_from_the_test_split_else_the_validation_split_else_the_breed_folders(tmp_path):
+    data = tmp_path / "dogImages"
+    (data / "001.Affenpinscher").mkdir(parents=True)
+    uri = f"file://{data}"
+    assert dataset.sample_source(uri, None) == uri and dataset.channels(uri, None) == {"training": uri}
+    for split, expected in (("validation", "validation"), ("train", "validation"), ("test", "test")):
+        (data / split).mkdir()
+        assert dataset.sample_source(uri, None) == f"{uri}/{expected}"
+    assert list(dataset.channels(uri, None)) == ["train", "validation", "test"]

@@ -1,0 +1,46 @@
+"""--data-s3 (s3:// or file://): the training job's data channels, and where sample images come from.
+
+The job reads the layouts users upload (dogbreed.data.find_splits): split folders train/ [valid/] [test/], or
+class folders alone. Here only the top level is listed, so no channel points at a prefix that does not exist (a
+SageMaker job fails on an empty channel) and a missing test/ is not an error.
+"""
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import sagemaker
+
+from dogbreed.contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
+
+from .errors import OrchestrationError
+
+
+def channels(data_uri: str, session: sagemaker.Session) -> dict[str, str]:
+    """Each split folder under data_uri as its own channel (train, valid/validation/val, test); without a train/
+    folder, data_uri itself as the `training` channel. OrchestrationError when data_uri holds nothing."""
+    folders = top_folders(data_uri, session)
+    if not folders:
+        expected = "train/ [valid/] [test/], or breed folders"
+        raise OrchestrationError(f"--data-s3: {data_uri} holds no folders (expected {expected})")
+    splits = {name: f"{data_uri.rstrip('/')}/{name}" for name in SPLIT_CHANNELS if name in folders}
+    return splits if TRAIN in splits else {COMBINED: data_uri}
+
+
+def sample_source(data_uri: str, session: sagemaker.Session) -> str:
+    """The folder of breed folders to draw sample images from: the test split, else the validation split, else
+    data_uri itself (its breed folders)."""
+    folders = top_folders(data_uri, session)
+    name = next((name for name in (TEST, *VALID_ALIASES) if name in folders), None)
+    return f"{data_uri.rstrip('/')}/{name}" if name else data_uri
+
+
+def top_folders(data_uri: str, session: sagemaker.Session) -> list[str]:
+    """The names of the folders (S3: common prefixes) directly under data_uri."""
+    if data_uri.startswith("file://"):
+        root = Path(urlparse(data_uri).path)
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    parsed = urlparse(data_uri)
+    prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
+    s3 = session.boto_session.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix, Delimiter="/")
+    return sorted(p["Prefix"][len(prefix) :].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
