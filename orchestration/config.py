@@ -229,7 +229,7 @@ def _add_where_flags(add: Callable[..., Any]) -> None:
     add("--config", type=Path, help="JSON or TOML file of these settings (keys like image_uri); flags win")
     add("--image-uri", help=f"ECR image URI (with --local: the local image, default {LOCAL_IMAGE})")
     add("--role-arn", help="SageMaker execution role ARN")
-    add("--data-s3", help="prefix holding train/ [valid/] [test/] (dogImages), or the breed folders alone (--local: a directory)")
+    add("--data-s3", help="prefix of train/ [valid/] [test/] (dogImages), or of breed folders (--local: a directory)")
     add("--output-s3", help="where jobs write models, tensors and reports (with --local: a local directory)")
     add("--region", help=f"AWS region (with --local: default {LOCAL_REGION})")
     add("--local", action="store_const", const=True, help="SDK local mode with the local image (no AWS)")
