@@ -38,6 +38,7 @@ class Paths:
     checkpointconfig_file = _under("input", "config", "checkpointconfig.json")
     debughookconfig_file = _under("input", "config", "debughookconfig.json")
     data_dir = _under("input", "data")
+    unpacked_dir = _under("input", "unpacked")  # data channels uploaded as archives, unpacked (dogbreed.archives)
     model_dir = _under("model")
     output_dir = _under("output")
     output_data_dir = _under("output", "data")

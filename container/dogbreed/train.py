@@ -2,6 +2,7 @@
 boundary."""
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from . import data, quantize, recipes, reporting, selection
+from . import archives, data, quantize, recipes, reporting, selection
 from .checkpoint import Best, Checkpoint, Checkpointer, signature, stop_on_sigterm
 from .contract import metrics
 from .contract.channels import PRETRAINED
@@ -75,6 +76,7 @@ def launch(environ: Mapping[str, str]) -> None:
     log.info("hyperparameters: %s", hps.as_dict())
     log.info("heap allocator: %s", malloc_in_use())
     check_outputs(env)
+    env = dataclasses.replace(env, channels=archives.unpack_channels(env.channels, env.paths.unpacked_dir))
     processes = local_processes(hps.processes_per_host, torch.cuda.device_count(), usable_cpus())
     if processes == 1:
         run(env, hps)

@@ -43,3 +43,20 @@ def test_training_images_alone_train_and_validate_on_a_held_out_share(sm_tree, r
     valid_acc = json.loads((base / "output" / "data" / "metrics.json").read_text())["final"]["valid_acc"]
     assert (valid_acc * 8) % 1 < 1e-6  # measured on the 8 held-out images
     assert json.loads((base / "model" / "model_config.json").read_text())["class_names"] == list(BREEDS[:4])
+
+
+def test_a_channel_uploaded_as_a_zip_trains(sm_tree, run_train):
+    base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": "false"}, per_class=4)
+    channel = base / "input" / "data" / "training"
+    shutil.make_archive(str(base / "dogImages"), "zip", channel)  # dogImages.zip: train/ valid/ test/ at its top
+    shutil.rmtree(channel)
+    channel.mkdir()
+    shutil.move(base / "dogImages.zip", channel)
+
+    result = run_train(base)
+
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "unpacked dogImages.zip: 24 files" in log
+    assert f"train split: 16 images in 4 classes from {base}/input/unpacked/training/train" in log
+    assert (base / "model" / "model.pt").is_file()

@@ -1,0 +1,95 @@
+"""Data channels uploaded as archives: unpacked into the job's scratch folder, never outside it."""
+
+import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dogbreed import archives, data
+from dogbreed.errors import UserError
+from local_test.make_sample_data import make_dataset
+
+
+@pytest.fixture
+def dog_images(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "made" / "dogImages", per_class=3, classes=3, size=(24, 24))
+
+
+def channel_holding(tmp_path: Path, name: str) -> Path:
+    channel = tmp_path / "input" / "data" / "training"
+    channel.mkdir(parents=True)
+    return channel / name
+
+
+def test_a_zipped_dogimages_channel_is_read_as_its_splits(dog_images, tmp_path, caplog):
+    caplog.set_level("INFO", logger="dogbreed.archives")
+    zipped = channel_holding(tmp_path, "dogImages.zip")
+    shutil.make_archive(str(zipped.with_suffix("")), "zip", dog_images.parent, "dogImages")
+    (zipped.parent / ".DS_Store").write_bytes(b"\0")
+    scratch = tmp_path / "input" / "unpacked"
+
+    channels = archives.unpack_channels({"training": zipped.parent, "pretrained": tmp_path / "weights"}, scratch)
+
+    assert channels == {"training": scratch / "training", "pretrained": tmp_path / "weights"}
+    splits = data.load_splits(data.find_splits(channels))
+    assert splits.class_names == ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
+    assert len(splits.train) == 9 and splits.train.samples[0][0].is_relative_to(scratch / "training" / "dogImages")
+    assert "unpacked dogImages.zip: 15 files" in caplog.text
+
+
+def test_tar_members_that_would_leave_the_folder_are_skipped(dog_images, tmp_path, caplog):
+    tarred = channel_holding(tmp_path, "data.tar.gz")
+    with tarfile.open(tarred, "w:gz") as tar:
+        tar.add(dog_images / "train", arcname="train")
+        tar.add(dog_images / "valid", arcname="valid")
+        for name, kind, link in (("train/001.Affenpinscher/passwd.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+                                 ("train/hard.jpg", tarfile.LNKTYPE, "/etc/passwd")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            tar.addfile(info)
+        for name in ("../escaped.txt", "/tmp/absolute-escape.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+    scratch = tmp_path / "scratch"
+
+    channels = archives.unpack_channels({"train": tarred.parent}, scratch)
+
+    written = sorted(p.relative_to(scratch) for p in scratch.rglob("*") if p.is_file() or p.is_symlink())
+    assert len(written) == 12 and all(p.parts[:2] in {("train", "train"), ("train", "valid")} for p in written)
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/absolute-escape.txt").exists()
+    assert "4 member(s) skipped" in caplog.text
+    assert data.find_splits(channels).valid == scratch / "train" / "valid"
+
+
+def test_a_zip_name_with_dots_stays_inside(tmp_path):
+    zipped = channel_holding(tmp_path, "data.zip")
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("../../outside.txt", b"evil")
+    archives.unpack_channels({"training": zipped.parent}, tmp_path / "scratch")
+    assert (tmp_path / "scratch" / "training" / "outside.txt").is_file()
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("outside.txt")] == [Path("scratch/training/outside.txt")]
+
+
+def test_a_corrupt_archive_or_one_that_does_not_fit_is_a_user_error(tmp_path, monkeypatch):
+    zipped = channel_holding(tmp_path, "dogImages.zip")
+    zipped.write_bytes(b"PK\x03\x04 truncated upload")
+    with pytest.raises(UserError, match=r"cannot unpack .*dogImages\.zip: BadZipFile"):
+        archives.unpack_channels({"training": zipped.parent}, tmp_path / "scratch")
+
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("train/001.x/a.jpg", b"\0" * 5_000_000, zipfile.ZIP_DEFLATED)  # a small volume:
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 4 * 10**6, 4 * 10**6))
+    with pytest.raises(UserError, match=r"dogImages\.zip unpacks to 5\.0 MB but .* has 4\.0 MB free: give"):
+        archives.unpack_channels({"training": zipped.parent}, tmp_path / "scratch")
+    assert not list((tmp_path / "scratch").rglob("*.jpg"))
+
+
+def test_archives_beside_folders_are_left_alone(dog_images, tmp_path, caplog):
+    shutil.make_archive(str(dog_images.parent / "extra"), "zip", dog_images, "train")
+    channels = archives.unpack_channels({"training": dog_images.parent}, tmp_path / "scratch")
+    assert channels == {"training": dog_images.parent} and not (tmp_path / "scratch").exists()
+    assert "holds folders, so its archives are not unpacked: extra.zip" in caplog.text
