@@ -17,11 +17,11 @@ from .errors import OrchestrationError
 
 def channels(data_uri: str, session: sagemaker.Session) -> dict[str, str]:
     """Each split folder under data_uri as its own channel (train, valid/validation/val, test); without a train/
-    folder, data_uri itself as the `training` channel. OrchestrationError when data_uri holds nothing."""
-    folders = top_folders(data_uri, session)
-    if not folders:
-        expected = "train/ [valid/] [test/], or breed folders"
-        raise OrchestrationError(f"--data-s3: {data_uri} holds no folders (expected {expected})")
+    folder, data_uri itself as the `training` channel (breed folders, a wrapper folder, or dogImages.zip: the job
+    reads those). OrchestrationError when data_uri holds nothing."""
+    folders, files = top_level(data_uri, session)
+    if not folders and not files:
+        raise OrchestrationError(f"--data-s3: {data_uri} is empty (expected train/ [valid/] [test/], or breed folders)")
     splits = {name: f"{data_uri.rstrip('/')}/{name}" for name in SPLIT_CHANNELS if name in folders}
     return splits if TRAIN in splits else {COMBINED: data_uri}
 
@@ -29,18 +29,21 @@ def channels(data_uri: str, session: sagemaker.Session) -> dict[str, str]:
 def sample_source(data_uri: str, session: sagemaker.Session) -> str:
     """The folder of breed folders to draw sample images from: the test split, else the validation split, else
     data_uri itself (its breed folders)."""
-    folders = top_folders(data_uri, session)
+    folders, _ = top_level(data_uri, session)
     name = next((name for name in (TEST, *VALID_ALIASES) if name in folders), None)
     return f"{data_uri.rstrip('/')}/{name}" if name else data_uri
 
 
-def top_folders(data_uri: str, session: sagemaker.Session) -> list[str]:
-    """The names of the folders (S3: common prefixes) directly under data_uri."""
+def top_level(data_uri: str, session: sagemaker.Session) -> tuple[list[str], list[str]]:
+    """The names of the folders (S3: common prefixes) and of the files directly under data_uri."""
     if data_uri.startswith("file://"):
         root = Path(urlparse(data_uri).path)
-        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+        return [p.name for p in entries if p.is_dir()], [p.name for p in entries if not p.is_dir()]
     parsed = urlparse(data_uri)
     prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
     s3 = session.boto_session.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix, Delimiter="/")
-    return sorted(p["Prefix"][len(prefix) :].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix, Delimiter="/"))
+    folders = [p["Prefix"][len(prefix) :].rstrip("/") for page in pages for p in page.get("CommonPrefixes", [])]
+    files = [item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", [])]
+    return sorted(folders), sorted(files)

@@ -105,7 +105,7 @@ def test_train_gives_the_job_a_channel_per_split_folder_present(aws: MotoServer,
     error before any job starts."""
     boto3.client("s3").create_bucket(Bucket="empty")
     empty = run_cli(capsys, "train", *REQUIRED, "--data-s3", "s3://empty/dogImages", "--no-managed-rules")
-    assert empty.code == 1 and "--data-s3: s3://empty/dogImages holds no folders" in empty.err
+    assert empty.code == 1 and "--data-s3: s3://empty/dogImages is empty" in empty.err
     assert not aws.calls("CreateTrainingJob")
 
     upload_sample_data(tmp_path, splits=("train", "valid"))
@@ -115,12 +115,17 @@ def test_train_gives_the_job_a_channel_per_split_folder_present(aws: MotoServer,
     assert channels == {"train": f"{DATA_S3}/train", "valid": f"{DATA_S3}/valid"}
 
 
-def test_train_gives_breed_folders_alone_as_one_training_channel(aws: MotoServer, capsys, tmp_path):
+def test_train_gives_breed_folders_or_an_archive_as_one_training_channel(aws: MotoServer, capsys, tmp_path):
     upload_sample_data(tmp_path, splits=("train",))  # dogImages/<breed>/*.jpg: the job holds out a validation share
+    boto3.client("s3").put_object(Bucket="dogbreed-data", Key="zipped/dogImages.zip", Body=b"PK\x05\x06" + bytes(18))
     assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
-    (request,) = aws.calls("CreateTrainingJob")
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    assert channels == {"training": DATA_S3}
+    zipped = "s3://dogbreed-data/zipped"
+    assert run_cli(capsys, "train", *REQUIRED, "--data-s3", zipped, "--no-managed-rules").code == 0
+    inputs = [
+        {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+        for request in aws.calls("CreateTrainingJob")
+    ]
+    assert inputs == [{"training": DATA_S3}, {"training": zipped}]
 
 
 def test_train_reads_best_hyperparameters_and_configures_debugger_rules_and_profiler(aws: MotoServer, capsys, tmp_path):
