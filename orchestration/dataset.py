@@ -22,16 +22,21 @@ def channels(data_uri: str, session: sagemaker.Session) -> dict[str, str]:
     folders, files = top_level(data_uri, session)
     if not folders and not files:
         raise OrchestrationError(f"--data-s3: {data_uri} is empty (expected train/ [valid/] [test/], or breed folders)")
-    splits = {name: f"{data_uri.rstrip('/')}/{name}" for name in SPLIT_CHANNELS if name in folders}
+    splits = _split_folders(data_uri, folders)
     return splits if TRAIN in splits else {COMBINED: data_uri}
 
 
 def sample_source(data_uri: str, session: sagemaker.Session) -> str:
     """The folder of breed folders to draw sample images from: the test split, else the validation split, else
     data_uri itself (its breed folders)."""
-    folders, _ = top_level(data_uri, session)
-    name = next((name for name in (TEST, *VALID_ALIASES) if name in folders), None)
-    return f"{data_uri.rstrip('/')}/{name}" if name else data_uri
+    splits = _split_folders(data_uri, top_level(data_uri, session)[0])
+    return next((splits[name] for name in (TEST, *VALID_ALIASES) if name in splits), data_uri)
+
+
+def _split_folders(data_uri: str, folders: list[str]) -> dict[str, str]:
+    """{split: URI} of the folders named as a split, in SPLIT_CHANNELS order, in any case (Train/ is train)."""
+    named = {folder.lower(): folder for folder in folders}
+    return {name: f"{data_uri.rstrip('/')}/{named[name]}" for name in SPLIT_CHANNELS if name in named}
 
 
 def top_level(data_uri: str, session: sagemaker.Session) -> tuple[list[str], list[str]]:

@@ -39,7 +39,8 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
     """Where the splits are, in the layouts users upload. The data comes from channel `train` (with optional
     `valid`/`validation`/`val` and `test` channels), or else from one `training` channel. That channel's
     folder (after any lone wrapper folder, e.g. dogImages/: dataset_root) holds either split folders
-    train/ [valid/] [test/] or the class folders themselves. Without a validation split, valid is None."""
+    train/ [valid/] [test/] (any case: Train/) or the class folders themselves. Without a validation split, valid is
+    None."""
     source = next((name for name in (TRAIN, COMBINED) if name in channels), None)
     if source is None:
         raise UserError(
@@ -47,7 +48,7 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
             f"channel holding train/ [valid/] [test/] or the class folders; got channels {sorted(channels) or 'none'}"
         )
     root = dataset_root(channels[source])
-    folders = {path.name: path for path in subfolders(root) if path.name in SPLIT_CHANNELS}
+    folders = {path.name.lower(): path for path in subfolders(root) if path.name.lower() in SPLIT_CHANNELS}
     others = sorted(set(channels) & set(SPLIT_CHANNELS) - {source})
     if not folders:  # class folders: the training set
         folders = {TRAIN: root} | {name: dataset_root(channels[name]) for name in others}
@@ -68,7 +69,7 @@ def dataset_root(channel: Path) -> Path:
     root = channel
     for _ in range(WRAPPER_DEPTH):
         inside = subfolders(root)
-        if len(inside) != 1 or inside[0].name in SPLIT_CHANNELS or _holds_images(root):
+        if len(inside) != 1 or inside[0].name.lower() in SPLIT_CHANNELS or _holds_images(root):
             break
         root = inside[0]
     return root

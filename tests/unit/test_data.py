@@ -41,12 +41,13 @@ def test_an_upload_wrapped_in_folders_is_found_whichever_channel_holds_it(dog_im
     dog_images = upload / "dogImages"
     (upload / "__MACOSX" / "dogImages").mkdir(parents=True)
     (upload / "README.txt").write_text("dog breeds")
-    expected = (dog_images / "train", dog_images / "valid", dog_images / "test")
+    (dog_images / "valid").rename(dog_images / "Validation")  # split folders' names in any case
+    expected = (dog_images / "train", dog_images / "Validation", dog_images / "test")
     for channels in ({"training": tmp_path}, {"train": upload}, {"train": dog_images}):
         splits = data.find_splits(channels)
         assert (splits.train, splits.valid, splits.test) == expected, channels
-    with pytest.raises(UserError, match=r"holds the splits \['test', 'train', 'valid'\], and channels \['valid'\]"):
-        data.find_splits({"train": dog_images, "valid": dog_images / "valid"})
+    with pytest.raises(UserError, match=r"holds the splits \['test', 'train', 'validation'\], and channels \['val'\]"):
+        data.find_splits({"train": dog_images, "val": dog_images / "Validation"})
 
 
 def test_class_folders_alone_hold_out_a_validation_split_by_file_path(dog_images, tmp_path, caplog):

@@ -142,7 +142,8 @@ def test_samples_come_from_the_test_split_else_the_validation_split_else_the_bre
     (data / "001.Affenpinscher").mkdir(parents=True)
     uri = f"file://{data}"
     assert dataset.sample_source(uri, None) == uri and dataset.channels(uri, None) == {"training": uri}
-    for split, expected in (("validation", "validation"), ("train", "validation"), ("test", "test")):
+    for split, expected in (("validation", "validation"), ("Train", "validation"), ("TEST", "TEST")):
         (data / split).mkdir()
         assert dataset.sample_source(uri, None) == f"{uri}/{expected}"
-    assert list(dataset.channels(uri, None)) == ["train", "validation", "test"]
+    expected = {"train": f"{uri}/Train", "validation": f"{uri}/validation", "test": f"{uri}/TEST"}
+    assert dataset.channels(uri, None) == expected
