@@ -114,7 +114,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
     )
     return [
         ("content-type text/csv", {"Content-Type": "text/csv"}, b"1,2,3", 415),
-        ("content-type missing", {}, good, 415),
+        ("content-type missing, not an image", {}, b"hello", 400),  # sniffed as application/octet-stream
         ("content-type form (curl default)", {"Content-Type": "application/x-www-form-urlencoded"}, good, 415),
         ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),
         (

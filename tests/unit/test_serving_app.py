@@ -90,6 +90,7 @@ def test_execution_parameters_are_exactly_the_contract(model_dir):
         ("image/vnd.whatever", png()),  # any image/ subtype: the format is sniffed from the bytes
         ("application/octet-stream", jpeg()),  # the SageMaker SDK's default Predictor
         ("application/octet-stream", npy(np.asarray(photo()))),
+        (None, jpeg()),  # Python requests' default for a bytes body: sniffed as application/octet-stream
     ],
 )
 def test_each_content_type_gives_one_probability_row(client, content_type, body):

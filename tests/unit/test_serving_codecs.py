@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from serving_requests import b64, encode, jpeg, many_scans_jpeg, npy, photo, png_header_only
+from serving_requests import b64, encode, instances, jpeg, many_scans_jpeg, npy, photo, png, png_header_only
 
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from dogbreed.serving import codecs
@@ -138,15 +138,21 @@ def test_labelled_encoding_ranks_classes():
     assert [entry["class"] for entry in prediction["top_k"]] == [2, 3]
 
 
-def test_octet_stream_is_sniffed_as_npy_or_an_image():
-    """The SageMaker SDK's default Predictor sends application/octet-stream."""
-    decode = codecs.decoder_for("application/octet-stream")
+@pytest.mark.parametrize("content_type", ["application/octet-stream", ""])
+def test_octet_stream_or_no_content_type_is_sniffed_as_npy_json_or_an_image(content_type):
+    """The SageMaker SDK's default Predictor sends application/octet-stream; Python requests sends no Content-Type
+    for a bytes body."""
+    decode = codecs.decoder_for(content_type)
     (image,) = decode(jpeg(), LIMITS)
     assert image.opened.format == "JPEG"
     (array,) = decode(npy(np.asarray(photo())), LIMITS)
     assert array.shape == np.asarray(photo()).shape
+    first, second = decode(b"  " + instances(jpeg(), png()), LIMITS)
+    assert (first.opened.format, second.opened.format) == ("JPEG", "PNG")
     with pytest.raises(ServingError, match="cannot identify"):
         decode(b"not an image", LIMITS)
+    with pytest.raises(ServingError, match="malformed JSON"):
+        decode(b"[not json", LIMITS)
 
 
 def test_base64_in_the_url_safe_alphabet_or_without_padding_is_accepted():

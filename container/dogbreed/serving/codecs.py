@@ -18,8 +18,9 @@ Request bodies (Content-Type; parameters such as charset are ignored)
       shapes above (batch transform's SplitType=Line); images in line order, blank lines skipped.
   application/x-npy: a NumPy .npy file (never unpickled) of dtype uint8 and shape HxWx3 (one RGB image)
       or NxHxWx3 (N images).
-  application/octet-stream (what the SageMaker SDK's default Predictor sends): a .npy file when the body starts
-      with its magic bytes, else one image file as for image/<any subtype>.
+  application/octet-stream (what the SageMaker SDK's default Predictor sends), or no Content-Type at all (Python
+      requests' default for a bytes body; RFC 9110 section 8.3): a .npy file when the body starts with its magic
+      bytes, JSON as above when it starts with { or [, else one image file as for image/<any subtype>.
 
 Responses (Accept; absent or */* means application/json)
   application/json: one list of class probabilities per image, in request order, so that with the
@@ -292,9 +293,13 @@ def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list
 
 
 def decode_octet_stream(body: bytes, limits: DecodeLimits, media_type: str = OCTET_STREAM) -> list[Image_]:
-    """Untyped bytes: a .npy array by its magic bytes, else one image file (its format sniffed, as for image/*)."""
-    decode = decode_npy if body.startswith(NPY_MAGIC) else decode_image
-    return decode(body, limits, media_type)
+    """Untyped bytes: a .npy array by its magic bytes, JSON when it starts with { or [ (no image format does), else
+    one image file (its format sniffed, as for image/*)."""
+    if body.startswith(NPY_MAGIC):
+        return decode_npy(body, limits, media_type)
+    if body.lstrip()[:1] in (b"{", b"["):
+        return decode_json(body, limits, media_type)
+    return decode_image(body, limits, media_type)
 
 
 DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
@@ -320,13 +325,14 @@ def media_type_of(content_type: str) -> str:
 
 
 def decoder_for(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
-    media_type = media_type_of(content_type)
+    # No Content-Type (Python requests' default for a bytes body): RFC 9110 section 8.3 lets the server take the body
+    # as application/octet-stream, whose bytes are sniffed.
+    media_type = media_type_of(content_type) or OCTET_STREAM
     key = "image/*" if media_type.startswith("image/") and media_type != "image/" else media_type
     if key not in DECODERS:
-        shown = media_type or "(none)"
         hint = "; send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
         raise UnsupportedMediaType(
-            f"Content-Type {shown} is not supported; use one of {', '.join(DECODERS)}"
+            f"Content-Type {media_type} is not supported; use one of {', '.join(DECODERS)}"
             + (hint if media_type in FORM_TYPES else "")
         )
     return DECODERS[key]
