@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
-from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
+from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans
 from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,20 @@ def _holds_images(folder: Path) -> bool:
     return any(p.name.lower().endswith(IMAGE_EXTENSIONS) for p in folder.iterdir() if p.is_file())
 
 
-def is_readable_image(path: Path) -> bool:
-    """Header check + PIL's verify: catches truncated headers, non-images and decompression bombs."""
+UNREADABLE = "unreadable"
+ELONGATED = f"elongated (aspect ratio over {MAX_ASPECT_RATIO}:1, which serving refuses too)"
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an image file is not trained on: UNREADABLE (header, Pillow's verify, decompression bomb) or ELONGATED
+    (the eval resize would scale a 20000x1 strip to gigabytes); None when it is fine."""
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as img:
+            width, height = img.size
             img.verify()
     except Exception:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
-        return False
-    return True
+        return UNREADABLE
+    return ELONGATED if max(width, height) > MAX_ASPECT_RATIO * min(width, height) else None
 
 
 def decode_file(path: Path) -> Image.Image:
@@ -196,18 +202,21 @@ def _first_visit(directory: Path, seen: set[tuple[int, int]]) -> bool:
 
 
 def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
-    """All readable images under root/<class>/ at any depth, labelled by the class's index in class_names (train's
-    order); unreadable ones are skipped and logged. In the train split every class needs an image: a class the model
-    never sees is one it can never predict. Valid/test may lack classes (a warning): they are just not measured."""
-    samples, skipped, others = [], [], []
+    """All images under root/<class>/ at any depth, labelled by the class's index in class_names (train's order);
+    those with an image_problem are skipped and counted in the log. In the train split every class needs an image:
+    a class the model never sees is one it can never predict. Valid/test may lack classes (a warning): they are just
+    not measured."""
+    samples, skipped, others = [], {}, []
     for label, name in enumerate(class_names):
         images, not_images = image_files(root / name)
         others += not_images
-        for path in images:
-            if path.is_file():
-                (samples if is_readable_image(path) else skipped).append((path, label))
-    if skipped:
-        log.warning("skipped %d unreadable image(s) in %s split, e.g. %s", len(skipped), split, skipped[0][0])
+        for path in filter(Path.is_file, images):
+            if (problem := image_problem(path)) is None:
+                samples.append((path, label))
+            else:
+                skipped.setdefault(problem, []).append(path)
+    for problem, paths in skipped.items():
+        log.warning("skipped %d %s image(s) in %s split, e.g. %s", len(paths), problem, split, paths[0])
     if others:
         log.warning(
             "ignored %d file(s) in %s split not named as images we read (e.g. %s); images are found by extension: %s",

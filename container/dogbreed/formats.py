@@ -9,6 +9,10 @@ IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "IC
 # Training finds its images by these names (.jpg, .jfif, .png, .tif, .avif, ...: each Pillow registers for them).
 IMAGE_EXTENSIONS = tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in IMAGE_FORMATS))
 
+# The eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x (serving refuses it, training
+# skips it).
+MAX_ASPECT_RATIO = 20
+
 # Progressive encoders write about 10 scans; each scan is one more pass over every coefficient of the image, so a
 # 59-byte scan repeated decodes for 15 ms per copy at 36 MP: 6 MB of them would hold a core for 25 minutes.
 MAX_JPEG_SCANS = 100

@@ -83,6 +83,18 @@ def test_unreadable_image_is_skipped_and_counted(dog_images, caplog):
     assert "skipped 1 unreadable image(s) in train split" in caplog.text
 
 
+def test_an_image_serving_would_refuse_as_too_elongated_is_skipped(dog_images, caplog):
+    """Its eval resize scales the short side to 256: a 20000x1 banner would take 4 GB in a loader worker."""
+    from PIL import Image
+
+    folder = dog_images / "valid" / "002.Afghan_hound"
+    Image.new("RGB", (2100, 100)).save(folder / "banner.png")  # 21:1
+    Image.new("RGB", (100, 2000)).save(folder / "tall.png")  # 20:1, as serving allows
+    names = [path.name for path, _ in load(dog_images).valid.samples]
+    assert "tall.png" in names and "banner.png" not in names
+    assert f"skipped 1 {data.ELONGATED} image(s) in valid split, e.g. {folder / 'banner.png'}" in caplog.text
+
+
 def test_split_without_images_names_its_path(dog_images):
     for image in (dog_images / "valid").rglob("*.jpg"):
         image.unlink()

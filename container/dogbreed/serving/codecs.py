@@ -66,7 +66,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
-from ..formats import IMAGE_FORMATS, MAX_JPEG_SCANS, jpeg_scans
+from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MAX_IMAGES_PER_REQUEST = 256
@@ -92,9 +92,6 @@ class EncodedImage:
 # An image as decoders hand it over: an EncodedImage, or an HxWx3 uint8 array. The predictor decodes and
 # preprocesses it (presets.decode_pixels).
 Image_ = EncodedImage | np.ndarray
-
-
-MAX_ASPECT_RATIO = 20  # the eval resize scales the short side to resize_size: a 400000x1 strip would grow 70x
 
 
 @dataclass(frozen=True)
