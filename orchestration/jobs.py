@@ -46,6 +46,9 @@ MANAGED_RULES = {
     "poor_weight_initialization": "relu_input",
     "loss_not_decreasing": "losses",
 }
+# Set in every trial, not handed on to `train`: a trial's model is discarded, so its int8 variant (a pass over the
+# validation split in fp32 and int8, on CPU) would be paid for nothing. --hp int8=true keeps it.
+TRIAL_ONLY = {"int8": "false"}
 TENSOR_SAVE_INTERVAL = "10"
 CONTAINER = Paths(Path(DEFAULT_BASE_DIR))  # the training job's /opt/ml, as the container sees it
 # Local mode ignores Debugger settings: the hook config travels as a file in this channel instead.
@@ -76,9 +79,9 @@ def _common(settings: Settings, session: sagemaker.Session, hyperparameters: dic
 
 
 def tuning_estimator(settings: Settings, session: sagemaker.Session, static: dict) -> Estimator:
-    """Trials run plain: no Debugger, no Profiler, no shared checkpoint prefix."""
+    """Trials run plain: no Debugger, no Profiler, no shared checkpoint prefix, no int8 variant (TRIAL_ONLY)."""
     return Estimator(
-        **_common(settings, session, static),
+        **_common(settings, session, {**TRIAL_ONLY, **static}),
         output_path=settings.output_s3,
         debugger_hook_config=False,
         disable_profiler=True,

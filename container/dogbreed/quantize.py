@@ -11,6 +11,7 @@ into model_int8.pt. Loading rebuilds the quantized graph from code and loads ten
 import copy
 import itertools
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def int8_refusal(artifact: Artifact) -> str | None:
     gate = artifact.int8
     if not gate:
         return "the artifact has no int8 variant (trained before int8 support, or quantization failed)"
+    if gate.get("skipped"):
+        return f"training did not make one ({gate['skipped']})"
     if not gate.get("passed"):
         return f"it failed the accuracy gate at training ({gate.get('reason', 'no reason recorded')})"
     if artifact.int8_state is None:
@@ -140,6 +143,7 @@ def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preproces
 
     Never fails the job: a quantization error is recorded as a failed gate (the model is then served fp32).
     """
+    started = time.perf_counter()
     try:
         int8 = quantize(model, calibration_batches(splits, preprocess, seed))
         gate = compare(copy.deepcopy(model), int8, _eval_loader(splits.valid, preprocess, seed))
@@ -148,5 +152,6 @@ def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preproces
         gate = {"passed": False, "reason": f"quantization failed: {exc!r}"}
     save_int8(model_dir, int8 if gate["passed"] else None, gate)
     figures = {k: float(gate[k]) for k in ("top1_agreement", "accuracy_drop", "max_prob_diff") if k in gate}
-    log.info(metrics.format_metrics("int8", {**figures, "gate_passed": float(gate["passed"])}) + f" ({gate['reason']})")
+    took = f"{gate['reason']}; {time.perf_counter() - started:.1f} s"
+    log.info(metrics.format_metrics("int8", {**figures, "gate_passed": float(gate["passed"])}) + f" ({took})")
     return gate

@@ -129,7 +129,7 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         checkpoints = Checkpointer(env.checkpoint_dir, job, model, recipe.trained, writes=node.is_master)
         outcome = train(recipe, checkpoints, head.num_classes, env=env, hps=hps, node=node, should_stop=should_stop)
         if node.is_master:
-            deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, seed=hps.seed)
+            deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, hps=hps)
 
 
 def train(
@@ -174,14 +174,17 @@ def deliver(
     head: HeadConfig,
     splits: data.Splits,
     preprocess: PreprocessConfig,
-    seed: int,
+    hps: Hyperparameters,
 ) -> None:
-    """The master's outputs: the model artifact with its int8 variant, and the training reports."""
+    """The master's outputs: the model artifact with its int8 variant (unless int8=false), and the training reports."""
     final = outcome.final
     save_artifact(
         paths.model_dir, model, class_names=splits.class_names, head=head, preprocess=preprocess, metrics=final
     )
-    quantize.write_int8(paths.model_dir, model, splits, preprocess, seed)
+    if hps.int8:
+        quantize.write_int8(paths.model_dir, model, splits, preprocess, hps.seed)
+    else:
+        quantize.save_int8(paths.model_dir, None, {"passed": False, "skipped": "int8=false"})
     reporting.write_reports(paths.output_data_dir, outcome.history, final, splits.class_names, outcome.confusion)
     log.info("model written to %s (epoch %d, by %s)", paths.model_dir, final["best_epoch"], final["select_by"])
 

@@ -65,9 +65,12 @@ def test_hpo_tunes_on_cached_features_by_default_and_train_keeps_the_recipe(aws:
     assert "each trial runs the backbone once and trains the head on cached features" in result.out
     assert "`train` then uses the same recipe with the tuned values" in result.out
 
+    assert static["int8"] == "false"  # a trial's model is discarded: no int8 variant is made for it
+
     assert run_cli(capsys, "train", *REQUIRED, "--no-managed-rules").code == 0
     (training,) = aws.calls("CreateTrainingJob")
     assert {key: training["HyperParameters"].get(key) for key in recipe} == recipe
+    assert "int8" not in training["HyperParameters"]  # the delivered model gets its int8 variant
 
 
 def test_hpo_with_augmentation_when_asked(aws: MotoServer, capsys, tmp_path: Path):

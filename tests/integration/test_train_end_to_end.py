@@ -164,3 +164,13 @@ def test_deliberately_broken_calibration_fails_the_gate(trained):
     gate = quantize.compare(artifact.model, broken, valid)
     assert not gate["passed"] and "top-1 agreement" in gate["reason"], gate
     assert gate["top1_agreement"] < 0.99
+
+
+def test_int8_false_makes_no_int8_variant_and_the_server_says_why(sm_tree):
+    base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": "false", "int8": "false"}, per_class=4)
+    result = run_train(base)
+    assert result.returncode == 0, result.stderr
+    assert "int8 top1_agreement" not in result.stdout + result.stderr
+    assert not (base / "model" / "model_int8.pt").exists()
+    refusal = quantize.int8_refusal(load_artifact(base / "model"))
+    assert refusal == "training did not make one (int8=false)"

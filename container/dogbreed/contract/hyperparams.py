@@ -136,6 +136,12 @@ class Hyperparameters:
         "training processes per host: 0 = one per GPU (1 on CPU); N > 1 on CPU runs N gloo processes",
     )
     profile: bool = _hp(False, _bool(), "torch.profiler trace of a few steps into `output/data/profile/`")
+    int8: bool = _hp(
+        True,
+        _bool(),
+        "after training, the int8 variant CPU serving prefers, gated on the validation split (costs a pass over it in "
+        "fp32 and int8); `false` skips it, as tuning trials do (their models are discarded)",
+    )
 
     @classmethod
     def from_strings(cls, raw: Mapping[str, str]) -> "Hyperparameters":
