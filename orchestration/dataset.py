@@ -1,7 +1,7 @@
 """--data-s3 (s3:// or file://): the training job's data channels, and where sample images come from.
 
-The job reads the layouts users upload (dogbreed.data.find_splits): split folders train/ [valid/] [test/], or
-class folders alone. Here only the top level is listed, so no channel points at a prefix that does not exist (a
+The job reads the layouts users upload (dogbreed.data.find_splits, dogbreed.archives): split folders train/ [valid/]
+[test/], class folders alone, or an archive of either. Here only the top level is listed, so no channel points at a prefix that does not exist (a
 SageMaker job fails on an empty channel) and a missing test/ is not an error.
 """
 
@@ -21,7 +21,10 @@ def channels(data_uri: str, session: sagemaker.Session) -> dict[str, str]:
     reads those). OrchestrationError when data_uri holds nothing."""
     folders, files = top_level(data_uri, session)
     if not folders and not files:
-        raise OrchestrationError(f"--data-s3: {data_uri} is empty (expected train/ [valid/] [test/], or breed folders)")
+        raise OrchestrationError(
+            f"--data-s3: nothing under {data_uri.rstrip('/')}/: give the prefix (folder) that holds train/ [valid/] "
+            "[test/], the breed folders, or an archive of them (dogImages.zip)"
+        )
     splits = _split_folders(data_uri, folders)
     return splits if TRAIN in splits else {COMBINED: data_uri}
 

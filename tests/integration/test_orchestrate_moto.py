@@ -108,7 +108,7 @@ def test_train_gives_the_job_a_channel_per_split_folder_present(aws: MotoServer,
     error before any job starts."""
     boto3.client("s3").create_bucket(Bucket="empty")
     empty = run_cli(capsys, "train", *REQUIRED, "--data-s3", "s3://empty/dogImages", "--no-managed-rules")
-    assert empty.code == 1 and "--data-s3: s3://empty/dogImages is empty" in empty.err
+    assert empty.code == 1 and "--data-s3: nothing under s3://empty/dogImages/: give the prefix" in empty.err
     assert not aws.calls("CreateTrainingJob")
 
     upload_sample_data(tmp_path, splits=("train", "valid"))
