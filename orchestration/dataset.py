@@ -1,8 +1,8 @@
 """--data-s3 (s3:// or file://): the training job's data channels, and where sample images come from.
 
 The job reads the layouts users upload (dogbreed.data.find_splits, dogbreed.archives): split folders train/ [valid/]
-[test/], class folders alone, or an archive of either. Here only the top level is listed, so no channel points at a prefix that does not exist (a
-SageMaker job fails on an empty channel) and a missing test/ is not an error.
+[test/], class folders alone, or an archive of either. Here only the top level is listed, so no channel points at a
+prefix that does not exist (a SageMaker job fails on an empty channel) and a missing test/ is not an error.
 """
 
 from pathlib import Path
