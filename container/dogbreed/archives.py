@@ -48,8 +48,10 @@ def archives_in(folder: Path) -> list[Path]:
 
 
 def unpack(archives: list[Path], target: Path) -> Path:
-    """Unpack each archive into target (created); UserError for a corrupt archive or one that does not fit."""
-    target.mkdir(parents=True, exist_ok=True)
+    """Unpack each archive into target (emptied first: a rerun on the same volume must not mix in an older upload);
+    UserError for a corrupt archive or one that does not fit."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
     for archive in archives:
         started = time.monotonic()
         try:

@@ -30,6 +30,7 @@ def test_a_zipped_dogimages_channel_is_read_as_its_splits(dog_images, tmp_path, 
     shutil.make_archive(str(zipped.with_suffix("")), "zip", dog_images.parent, "dogImages")
     (zipped.parent / ".DS_Store").write_bytes(b"\0")
     scratch = tmp_path / "input" / "unpacked"
+    (scratch / "training" / "dogImages" / "train" / "099.Stale").mkdir(parents=True)  # left by an earlier job
 
     channels = archives.unpack_channels({"training": zipped.parent, "pretrained": tmp_path / "weights"}, scratch)
 
