@@ -105,6 +105,7 @@ def test_pillow_bomb_warning_is_an_error():
         ("application/jsonlines", None, codecs.ResponseFormat("application/jsonlines", None)),
         ("application/x-ndjson;verbose=true", None, codecs.ResponseFormat("application/jsonlines", 5)),
         ("text/csv", None, codecs.ResponseFormat("text/csv", None)),
+        ("text/*", None, codecs.ResponseFormat("text/csv", None)),  # a wildcard of a family we write
         ("text/csv, application/json;q=0.5", "top_k=2", codecs.ResponseFormat("application/json", 2)),
     ],
 )

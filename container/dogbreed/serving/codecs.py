@@ -399,7 +399,7 @@ def negotiate(accept: str | None, custom_attributes: str | None, num_classes: in
             return ResponseFormat(JSON_LINES, labelled)
         if media_type == NPY:
             return ResponseFormat(NPY, None)
-        if media_type == CSV and top_k is None:  # labelled predictions (top_k, verbose) have no CSV form
+        if media_type in (CSV, "text/*") and top_k is None:  # labelled predictions (top_k, verbose) have no CSV form
             return ResponseFormat(CSV, None)
     if top_k:
         raise NotAcceptable(
