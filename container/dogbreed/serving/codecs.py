@@ -34,7 +34,7 @@ Responses (Accept; absent or */* means application/json)
   application/jsonlines: one line per image: its list of probabilities, or with verbose/top_k its labelled
       prediction (the SDK's JSONLinesDeserializer; batch transform's AssembleWith=Line).
   application/x-npy: float32 array N x C of probabilities.
-  text/csv: one line of C comma-separated probabilities per image (not with verbose/top_k: 406).
+  text/csv (or text/*): one line of C comma-separated probabilities per image (not with verbose/top_k: 406).
 
 X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";", or a JSON object: top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
