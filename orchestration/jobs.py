@@ -175,7 +175,9 @@ def tuning_plan(static: dict[str, str]) -> str:
         if blockers
         else "each trial runs the backbone once and trains the head on cached features"
     )
-    return f"tuning with {recipe}: {cost}; `train` then uses the same recipe with the tuned values"
+    skipped = ", ".join(f"{k}={v}" for k, v in TRIAL_ONLY.items() if k not in static)
+    trials_only = f"; trials only: {skipped} (their models are discarded)" if skipped else ""
+    return f"tuning with {recipe}: {cost}{trials_only}; `train` then uses the same recipe with the tuned values"
 
 
 def start_tuning(
