@@ -103,8 +103,17 @@ class TrainingEnv:
 
 
 def _channels(paths: Paths) -> dict[str, Path]:
-    """Channels named in inputdataconfig.json, plus any directory present under input/data."""
+    """Channels named in inputdataconfig.json, plus any directory present under input/data. A Pipe-mode channel (a
+    FIFO of records, input/data/<name>_<epoch>) is refused: the job reads folders of image files."""
     declared = read_json(paths.inputdataconfig_file)
+    piped = sorted(
+        name for name, spec in declared.items() if isinstance(spec, dict) and spec.get("TrainingInputMode") == "Pipe"
+    )
+    if piped:
+        raise UserError(
+            f"channel(s) {', '.join(piped)} use Pipe input mode, a stream of records; this image reads image files: "
+            "give the channels File (the default) or FastFile input mode"
+        )
     present = [p.name for p in paths.data_dir.iterdir() if p.is_dir()] if paths.data_dir.is_dir() else []
     return {name: paths.data_dir / name for name in sorted({*declared, *present})}
 

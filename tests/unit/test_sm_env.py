@@ -75,6 +75,12 @@ def test_malformed_config_json_names_the_file(tmp_path, name):
     assert str(path) in str(raised.value)
 
 
+def test_a_pipe_mode_channel_is_refused_naming_the_modes_that_work(tmp_path):
+    write_config(tmp_path, "inputdataconfig.json", {"train": {"TrainingInputMode": "Pipe"}, "valid": {}})
+    with pytest.raises(UserError, match=r"channel\(s\) train use Pipe input mode.*File \(the default\) or FastFile"):
+        TrainingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+
+
 def test_config_json_that_is_not_an_object_names_the_file(tmp_path):
     path = write_config(tmp_path, "hyperparameters.json", ["epochs", "5"])
     with pytest.raises(UserError, match="must hold a JSON object") as raised:
