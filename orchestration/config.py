@@ -270,7 +270,7 @@ def _add_job_flags(add: Callable[..., Any]) -> None:
     add("--checkpoint-s3", help="checkpoint S3 URI (default OUTPUT/checkpoints/JOB)")
     add("--training-job", help="training job to deploy, transform with or report on (default: the last one trained)")
     add("--endpoint-name", help="endpoint to predict with or clean up (default: the last one deployed)")
-    add("--images", nargs="+", help="image files to predict (default: COUNT images of the test split)")
+    add("--images", nargs="+", help="image files to predict (default: COUNT images of the test split, if any)")
     add("--count", help="test images to predict (default 6)")
     add("--keep-endpoint", action="store_const", const=True, help="all: leave the endpoint running")
 
