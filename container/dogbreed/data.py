@@ -16,7 +16,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
-from .formats import IMAGE_EXTENSIONS, IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans
+from .formats import (
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    MAX_ASPECT_RATIO,
+    MAX_JPEG_SCANS,
+    jpeg_scans,
+    named_as_image,
+    too_elongated,
+)
 from .presets import decode_rgb
 
 log = logging.getLogger(__name__)
@@ -85,7 +93,7 @@ def subfolders(root: Path) -> list[Path]:
 
 
 def _holds_images(folder: Path) -> bool:
-    return any(p.name.lower().endswith(IMAGE_EXTENSIONS) for p in folder.iterdir() if p.is_file())
+    return any(named_as_image(p.name) for p in folder.iterdir() if p.is_file())
 
 
 UNREADABLE = "unreadable"
@@ -101,7 +109,7 @@ def image_problem(path: Path) -> str | None:
             img.verify()
     except Exception:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
         return UNREADABLE
-    return ELONGATED if max(width, height) > MAX_ASPECT_RATIO * min(width, height) else None
+    return ELONGATED if too_elongated(width, height) else None
 
 
 def decode_file(path: Path) -> Image.Image:
@@ -184,7 +192,7 @@ def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
         ]
         for name in files:
             if not name.startswith("."):
-                (images if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(Path(top, name))
+                (images if named_as_image(name) else others).append(Path(top, name))
     return sorted(images), sorted(others)
 
 

@@ -13,6 +13,17 @@ IMAGE_EXTENSIONS = tuple(sorted(ext for ext, fmt in Image.registered_extensions(
 # skips it).
 MAX_ASPECT_RATIO = 20
 
+
+def named_as_image(name: str) -> bool:
+    """Whether a file name has one of IMAGE_EXTENSIONS, in any case."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def too_elongated(width: int, height: int, max_ratio: float = MAX_ASPECT_RATIO) -> bool:
+    """Whether the long side is over max_ratio times the short one."""
+    return max(width, height) > max_ratio * min(width, height)
+
+
 # Progressive encoders write about 10 scans; each scan is one more pass over every coefficient of the image, so a
 # 59-byte scan repeated decodes for 15 ms per copy at 36 MP: 6 MB of them would hold a core for 25 minutes.
 MAX_JPEG_SCANS = 100

@@ -66,7 +66,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
-from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans
+from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans, too_elongated
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MAX_IMAGES_PER_REQUEST = 256
@@ -129,7 +129,7 @@ def check_size(width: int, height: int, limits: DecodeLimits, where: str = "imag
         raise ServingError(f"{where} has an empty size {width}x{height}")
     if width * height > limits.max_pixels:
         raise PayloadTooLarge(f"{where} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels")
-    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+    if too_elongated(width, height, limits.max_aspect_ratio):
         raise PayloadTooLarge(
             f"{where} is {width}x{height} pixels: an aspect ratio over the limit of {limits.max_aspect_ratio:g}:1"
         )
