@@ -2,7 +2,9 @@
 
 import json
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,14 @@ ARCHITECTURE = "resnet50"
 WEIGHTS_FILE = "model.pt"
 INT8_WEIGHTS_FILE = "model_int8.pt"  # written by dogbreed.quantize
 CONFIG_FILE = "model_config.json"
+# What torch 2.14 says, once per process, about the quantized tensors the int8 model runs on (README "Int8: which
+# library": the risk, and the measured replacements). Printed in every training job and by every server worker,
+# these tracebacks read as faults; int8_notices_silenced() drops these three messages and no other.
+INT8_DEPRECATION_NOTICES = (
+    r"TypedStorage is deprecated",  # torch.load rebuilding a quantized tensor
+    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
+    r"Please use quant_min and quant_max",  # the x86 qconfig's observers (reduce_range)
+)
 BACKBONE_FEATURES = 2048
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
 
@@ -138,13 +148,24 @@ def record_in_config(model_dir: Path, key: str, value: dict) -> None:
         write_atomically(path, json.dumps(config, indent=2).encode())
 
 
+@contextmanager
+def int8_notices_silenced() -> Iterator[None]:
+    """Inside the block, torch's deprecation notices about quantized tensors (INT8_DEPRECATION_NOTICES) are dropped.
+    Not thread-safe (warnings filters are global): use it where models are built or loaded, not per request."""
+    with warnings.catch_warnings():
+        for notice in INT8_DEPRECATION_NOTICES:
+            warnings.filterwarnings("ignore", notice, UserWarning)
+        yield
+
+
 def _int8_state(model_dir: Path, gate: dict) -> dict | None:
     """The int8 tensors when the gate passed (weights_only: tensors, never code); None if absent or unreadable."""
     path = model_dir / INT8_WEIGHTS_FILE
     if not gate.get("passed") or not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with int8_notices_silenced():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a broken optional file: serve fp32, say why
         log.warning("int8 weights %s cannot be loaded (%s): int8 will not be served", path, exc)
         return None

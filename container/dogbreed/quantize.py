@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from . import data
 from .contract import metrics
 from .files import torch_bytes, write_atomically, writing
-from .model import INT8_WEIGHTS_FILE, Artifact, record_in_config
+from .model import INT8_WEIGHTS_FILE, Artifact, int8_notices_silenced, record_in_config
 from .presets import ClassificationPresetEval, PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,12 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module
 
     batches = iter(calibration)
     first = next(batches)
-    prepared = _prepare(model, first[:1])
-    with torch.inference_mode():
-        for batch in itertools.chain([first], batches):
-            prepared(batch)
-    return convert_fx(prepared)
+    with int8_notices_silenced():
+        prepared = _prepare(model, first[:1])
+        with torch.inference_mode():
+            for batch in itertools.chain([first], batches):
+                prepared(batch)
+        return convert_fx(prepared)
 
 
 def load_int8(model: nn.Module, state: dict[str, torch.Tensor], image_size: int) -> nn.Module:
@@ -66,7 +67,8 @@ def load_int8(model: nn.Module, state: dict[str, torch.Tensor], image_size: int)
     with torch.ao.quantization.observer.warnings.catch_warnings():  # uncalibrated: replaced by the state below
         torch.ao.quantization.observer.warnings.simplefilter("ignore")
         structure = convert_fx(_prepare(model, torch.zeros(1, 3, image_size, image_size)))
-    structure.load_state_dict(state)
+    with int8_notices_silenced():
+        structure.load_state_dict(state)
     return structure
 
 

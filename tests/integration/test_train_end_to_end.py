@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from train_support import REPO, run_train, write_tree
 
 from dogbreed import data, quantize
 from dogbreed.contract.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
-from dogbreed.model import load_artifact
+from dogbreed.model import INT8_DEPRECATION_NOTICES, load_artifact
 from dogbreed.presets import ClassificationPresetEval
 
 HYPERPARAMETERS = {
@@ -33,7 +34,7 @@ import json, sys
 from pathlib import Path
 import torch
 from PIL import Image
-from dogbreed.model import load_artifact
+from dogbreed.model import INT8_DEPRECATION_NOTICES, load_artifact
 from dogbreed.presets import ClassificationPresetEval
 artifact = load_artifact(Path(sys.argv[1]))
 transform = ClassificationPresetEval(config=artifact.preprocess)
@@ -48,7 +49,7 @@ def trained(tmp_path_factory):
     base = write_tree(tmp_path_factory.mktemp("e2e") / "opt_ml", HYPERPARAMETERS, layout="channels")
     result = run_train(base)
     assert result.returncode == 0, result.stdout + result.stderr
-    return base, result.stdout
+    return base, result.stdout + result.stderr
 
 
 def metric_values(log: str) -> dict[str, list[float]]:
@@ -149,6 +150,38 @@ def test_train_writes_an_int8_variant_gated_on_the_validation_split(trained):
     assert float(line[4]) == float(gate["passed"])
     artifact = load_artifact(base / "model")  # int8 tensors read with weights_only=True, only for a passing model
     assert (artifact.int8_state is not None) == gate["passed"] == (base / "model" / "model_int8.pt").is_file()
+
+
+SERVE_INT8 = """
+import sys
+from pathlib import Path
+from dogbreed.serving.predictor import Predictor, PredictorConfig
+predictor = Predictor.load(Path(sys.argv[1]), PredictorConfig(precision="int8"))
+print(predictor.precision)
+predictor.close()
+"""
+
+
+def test_neither_training_nor_a_fresh_server_prints_torchs_notices_about_quantized_tensors(trained, tmp_path):
+    base, log = trained
+    assert "int8 top1_agreement" in log  # the job did quantize
+    # Whatever this small model's gate said, serve an int8 variant of it: made here, loaded in a fresh process.
+    model_dir = tmp_path / "model"
+    shutil.copytree(base / "model", model_dir)
+    artifact = load_artifact(model_dir)
+    size = artifact.preprocess.image_size
+    passed = quantize.judge({"images": 8, "top1_agreement": 1.0, "fp32_acc": 1.0, "int8_acc": 1.0, "max_prob_diff": 0})
+    quantize.save_int8(model_dir, quantize.quantize(artifact.model, [torch.rand(8, 3, size, size)]), passed)
+    serving = subprocess.run(
+        [sys.executable, "-c", SERVE_INT8, str(model_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "container")},
+    )
+    assert serving.stdout.strip() == "int8"
+    for output in (log, serving.stderr):
+        assert not [notice for notice in INT8_DEPRECATION_NOTICES if re.search(notice, output)], output
 
 
 def test_deliberately_broken_calibration_fails_the_gate(trained):
