@@ -103,7 +103,10 @@ def test_json_base64_batch_equals_single_image_results(endpoint: tuple[str, str]
     singles = np.asarray([invoke(url, image).json()[0] for image in images])
     assert batch.shape == singles.shape == (len(images), batch.shape[1])
     assert batch.argmax(1).tolist() == singles.argmax(1).tolist()
-    np.testing.assert_allclose(batch, singles, atol=1e-3)  # bf16 kernels may round batches differently
+    # Low-precision kernels round some batch shapes differently: bf16, and int8 on AMX, where oneDNN computes a lone
+    # image on 2+ threads by another kernel (up to 0.004 apart, README "Int8 and one precision per host"). A batching
+    # bug (images swapped, mixed or dropped) moves probabilities by far more than 0.01.
+    np.testing.assert_allclose(batch, singles, atol=0.01)
 
 
 def test_execution_parameters_then_docker_stop_answers_the_request_in_flight(image: str, trained_opt_ml) -> None:
