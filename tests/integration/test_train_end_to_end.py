@@ -34,7 +34,7 @@ import json, sys
 from pathlib import Path
 import torch
 from PIL import Image
-from dogbreed.model import INT8_DEPRECATION_NOTICES, load_artifact
+from dogbreed.model import load_artifact
 from dogbreed.presets import ClassificationPresetEval
 artifact = load_artifact(Path(sys.argv[1]))
 transform = ClassificationPresetEval(config=artifact.preprocess)
