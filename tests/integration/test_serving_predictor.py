@@ -53,6 +53,19 @@ def test_fp32_matches_the_eager_model_it_was_folded_from(fp32):
     np.testing.assert_allclose(fp32.predict(sample), expected, atol=1e-5)
 
 
+def test_preprocessed_images_and_batches_stay_pixel_major_so_the_model_copies_nothing(fp32):
+    import torch
+
+    from dogbreed.serving.predictor import cat_channels_last
+
+    one, three = fp32.preprocess(images(1)), fp32.preprocess(images(3))
+    batch = cat_channels_last([one, three])
+    for tensor in (one, three, batch):
+        assert tensor.is_contiguous(memory_format=torch.channels_last)
+    assert batch.shape == (4, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert torch.equal(batch, torch.cat([one, three]))
+
+
 def test_fp32_batches_split_into_chunks(fp32):
     assert fp32.precision == "fp32"
     batch = fp32.predict(images(6))  # 6 images, max batch 4: two forward chunks

@@ -99,6 +99,13 @@ def without_gil(model: torch.nn.Module, precision: str, image_size: int) -> torc
         return torch.jit.trace(model.eval(), example.contiguous(memory_format=torch.channels_last), check_trace=False)
 
 
+def cat_channels_last(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """N x 3 x S x S parts in pixel-major memory (channels_last, as the eval transform makes them) joined along N by
+    plain copies, still channels_last. torch.cat and torch.stack lay such parts out NCHW, which the model's
+    channels_last conversion then transposes back: two strided copies per image, ~0.2 ms of CPU."""
+    return torch.cat([part.permute(0, 2, 3, 1) for part in parts]).permute(0, 3, 1, 2)
+
+
 class Predictor:
     """Thread-safe: call predict() from any number of request threads."""
 
@@ -159,13 +166,13 @@ class Predictor:
             raise ServingError(f"inference did not finish within {self.config.timeout_s:g} s", 503) from None
 
     def preprocess(self, images: Sequence[codecs.Image_]) -> torch.Tensor:
-        """Decode and apply training's eval transform: N x 3 x S x S float32.
+        """Decode and apply training's eval transform: N x 3 x S x S float32, channels_last.
 
         One compute thread (the setting is per thread, restored after): concurrent request threads
         would otherwise each start a team of OpenMP threads for a small resize and oversubscribe.
         """
         with hardware.torch_threads(1):
-            return torch.stack([self._to_tensor(image, index) for index, image in enumerate(images)])
+            return cat_channels_last([self._to_tensor(image, index)[None] for index, image in enumerate(images)])
 
     def _to_tensor(self, image: codecs.Image_, index: int) -> torch.Tensor:
         if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
@@ -204,7 +211,7 @@ class Predictor:
     def _run_batch(self, payloads: list[torch.Tensor]) -> list[np.ndarray]:
         # The worker's threads are shared by the streams computing now (the setting is per thread).
         hardware.set_torch_threads(max(1, self._threads // self._batcher.running))
-        probabilities = self.forward(torch.cat(payloads))
+        probabilities = self.forward(cat_channels_last(payloads))
         return np.split(probabilities, np.cumsum([len(p) for p in payloads])[:-1])
 
     def _warm_up(self) -> None:
