@@ -15,7 +15,7 @@ from dogbreed.presets import PreprocessConfig, decode_rgb
 from dogbreed.quantize import judge, quantize
 from dogbreed.serve import plan_server
 from dogbreed.serving import codecs
-from dogbreed.serving.predictor import Predictor, PredictorConfig, prepare, untraced
+from dogbreed.serving.predictor import Predictor, PredictorConfig, cat_channels_last, prepare, untraced
 from dogbreed.sm_env import ServingEnv
 
 LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
@@ -55,8 +55,6 @@ def test_fp32_matches_the_eager_model_it_was_folded_from(fp32):
 
 def test_preprocessed_images_and_batches_stay_pixel_major_so_the_model_copies_nothing(fp32):
     import torch
-
-    from dogbreed.serving.predictor import cat_channels_last
 
     one, three = fp32.preprocess(images(1)), fp32.preprocess(images(3))
     batch = cat_channels_last([one, three])
