@@ -5,11 +5,11 @@ Usage: .venv/bin/python bench/cache_bench.py --model-dir DIR [--precision int8] 
 
 On a 2-vCPU instance the request threads and the model's streams share the cores, so a request's open, decode
 and eval transform usually run just after a forward has streamed the model's weights and activations through
-the core's caches. Each figure is the median thread CPU time (ms) per photo of serve_bench's JPEGs, on one
-thread: "alone" after the previous photo, "after_forward" right after a batch forward in the served model,
-"after_sleep" the same with a 5 ms sleep in between (a clock slowed down by wide vector units would recover; an
-evicted cache does not). Last line: open_ms=… decode_ms=… transform_ms=… for each case, and the ratio
-request_after_forward_vs_alone=… precision=…
+the core's caches. Each figure is the median thread CPU time (ms) per photo of serve_bench's JPEGs, all on one
+thread with one compute thread: "alone" right after the previous photo, "after_forward" right after a batch forward
+of the served model, "after_sleep" the same with a 5 ms sleep in between (a clock slowed down by wide vector units
+would recover; an evicted cache does not). Last line: <case>_<stage>_ms=… for each case and stage (open, decode,
+transform), then request_after_forward_vs_alone=… (the three stages' sum) and precision=…
 """
 
 import argparse
@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from serve_bench import make_photos, real_photo_sources
 
-from dogbreed import hardware
 from dogbreed.presets import ClassificationPresetEval, decode_pixels
 from dogbreed.serving import codecs
 from dogbreed.serving.predictor import Predictor, PredictorConfig
@@ -56,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=128, help="photos per case (default 128)")
     args = parser.parse_args(argv)
 
-    hardware.set_torch_threads(1)
     predictor = Predictor.load(args.model_dir, PredictorConfig(precision=args.precision, torch_threads=1))
     photos = make_photos(args.images, real_photo_sources(None))
     transform = ClassificationPresetEval(config=predictor.preprocess_config)
