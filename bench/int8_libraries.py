@@ -12,7 +12,10 @@ transform, and each saved to a file and loaded back (what serving would do) befo
   fp32_folded     the server's fp32 (batch norm folded, channels_last)
   bf16_folded     the server's bf16 (folded weights cast to bf16)
   fx_x86          torch.ao FX graph mode, get_default_qconfig_mapping("x86") (FBGEMM/oneDNN int8 kernels)
-  fx_x86_stem_head_fp32  the same with the stem conv and the head left in fp32 (what dogbreed.quantize does)
+  fx_x86_stem_head_fp32  dogbreed.quantize in the legacy x86 layout: the same with the stem conv and the head
+                  left in fp32 (what artifacts written before the fused layout hold)
+  fx_onednn_fused dogbreed.quantize as `train` and the server run it: the same observers on the oneDNN engine,
+                  each residual block's last conv + add + ReLU fused into one kernel
   pt2e_x86        torchao PT2E with X86InductorQuantizer, run without torch.compile (no C++ compiler at serve time)
   ort_fp32        ONNX Runtime, the fp32 ONNX export
   ort_qdq         ONNX Runtime static int8 (onnxruntime.quantization, QDQ, per-channel s8 weights, u8 activations)
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +39,8 @@ import torch
 from precision_bench import folder_images, generated_images
 from serve_bench import throughput
 
-from dogbreed import hardware
-from dogbreed.model import load_artifact
+from dogbreed import hardware, quantize
+from dogbreed.model import Artifact, load_artifact
 from dogbreed.presets import ClassificationPresetEval, decode_rgb
 from dogbreed.serving.predictor import prepare_for_inference
 
@@ -61,15 +65,14 @@ def torch_forward(model: torch.nn.Module, dtype=torch.float32, channels_last: bo
 # ------------------------------------------------------------------------------------ candidates
 
 
-def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path, fp32_modules=()) -> Callable[[], Forward]:
+def fx_x86(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     def build(state: dict | None) -> torch.nn.Module:
+        torch.backends.quantized.engine = "x86"
         mapping = get_default_qconfig_mapping("x86")
-        for name in fp32_modules:
-            mapping.set_module_name(name, None)
-        prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (calib[:1],))
+        prepared = prepare_fx(copy.deepcopy(artifact.model).eval(), mapping, (calib[:1],))
         if state is None:
             with torch.inference_mode():
                 for chunk in calib.split(16):
@@ -79,7 +82,7 @@ def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path, fp32_modules=
             converted.load_state_dict(state)
         return converted
 
-    path = tmp / f"fx_x86{len(fp32_modules)}.pt"
+    path = tmp / "fx_x86.pt"
     torch.save(build(None).state_dict(), path)
 
     def load() -> Forward:  # serving rebuilds the graph from code and loads tensors only
@@ -88,14 +91,31 @@ def fx_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path, fp32_modules=
     return load
 
 
-def pt2e_x86(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+def shipped(backend: str):
+    """dogbreed.quantize's int8 in `backend`'s layout, saved and loaded as write_int8 and the server do."""
+
+    def make(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+        path = tmp / f"shipped_{backend}.pt"
+        torch.save(quantize.quantize(artifact.model, calib.split(16), backend).state_dict(), path)
+
+        def load() -> Forward:
+            state = torch.load(path, weights_only=True)
+            return torch_forward(quantize.load_int8(replace(artifact, int8={"backend": backend}, int8_state=state)))
+
+        return load
+
+    return make
+
+
+def pt2e_x86(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     # strict=True: torch 2.14's default non-strict export trips the quantizer's conv+add+relu pattern
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     batch = torch.export.Dim("batch", min=1, max=64)
-    exported = torch.export.export(copy.deepcopy(model).eval(), (calib[:2],), dynamic_shapes=({0: batch},), strict=True)
+    model = copy.deepcopy(artifact.model).eval()
+    exported = torch.export.export(model, (calib[:2],), dynamic_shapes=({0: batch},), strict=True)
     prepared = prepare_pt2e(exported.module(), quantizer)
     with torch.inference_mode():
         for chunk in calib.split(16):
@@ -129,17 +149,17 @@ def _ort_session(path: Path) -> Forward:
     return forward
 
 
-def ort_fp32(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
-    _onnx_export(model, tmp / "fp32.onnx", calib.shape[-1])
+def ort_fp32(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+    _onnx_export(artifact.model, tmp / "fp32.onnx", calib.shape[-1])
     return lambda: _ort_session(tmp / "fp32.onnx")
 
 
-def ort_qdq(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+def ort_qdq(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not (tmp / "fp32.onnx").is_file():
-        _onnx_export(model, tmp / "fp32.onnx", calib.shape[-1])
+        _onnx_export(artifact.model, tmp / "fp32.onnx", calib.shape[-1])
     quant_pre_process(str(tmp / "fp32.onnx"), str(tmp / "pre.onnx"))
 
     class Reader(CalibrationDataReader):
@@ -156,19 +176,20 @@ def ort_qdq(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[
 
 
 def prepared(precision: str):
-    def make(model: torch.nn.Module, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
+    def make(artifact: Artifact, calib: torch.Tensor, tmp: Path) -> Callable[[], Forward]:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        return lambda: torch_forward(prepare_for_inference(model, precision, "cpu"), dtype)
+        return lambda: torch_forward(prepare_for_inference(artifact.model, precision, "cpu"), dtype)
 
     return make
 
 
 CANDIDATES = {
-    "fp32_eager": lambda model, calib, tmp: lambda: torch_forward(model, channels_last=False),
+    "fp32_eager": lambda artifact, calib, tmp: lambda: torch_forward(artifact.model, channels_last=False),
     "fp32_folded": prepared("fp32"),
     "bf16_folded": prepared("bf16"),
     "fx_x86": fx_x86,
-    "fx_x86_stem_head_fp32": lambda model, calib, tmp: fx_x86(model, calib, tmp, ("conv1", "fc")),
+    "fx_x86_stem_head_fp32": shipped(quantize.LEGACY_BACKEND),
+    "fx_onednn_fused": shipped(quantize.BACKEND),
     "pt2e_x86": pt2e_x86,
     "ort_fp32": ort_fp32,
     "ort_qdq": ort_qdq,
@@ -182,9 +203,9 @@ def probabilities(forward: Forward, images: torch.Tensor) -> np.ndarray:
     return np.concatenate([forward(chunk) for chunk in images.split(16)])
 
 
-def measure(name: str, make, model, calib, held_out, *, seconds: float, tmp: Path, reference) -> dict:
+def measure(name: str, make, artifact: Artifact, calib, held_out, *, seconds: float, tmp: Path, reference) -> dict:
     started = time.perf_counter()
-    load = make(model, calib, tmp)
+    load = make(artifact, calib, tmp)
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     forward = load()
@@ -232,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="int8_libraries_") as tmp:
         reference = None
         for name in ["fp32_eager", *[n for n in args.only.split(",") if n != "fp32_eager"]]:
-            results[name] = measure(name, CANDIDATES[name], artifact.model, calib, held_out,
+            results[name] = measure(name, CANDIDATES[name], artifact, calib, held_out,
                                     seconds=args.seconds, tmp=Path(tmp), reference=reference)  # fmt: skip
             reference = results["fp32_eager"]["probs"]
     keys = ("img_s", "top1_agreement", "max_prob_diff", "load_s")

@@ -7,7 +7,7 @@ and serving's choice among fp32 / bf16 / int8.
 
 Why serving measures instead of reading flags: oneDNN can be capped below what /proc/cpuinfo lists
 (ONEDNN_MAX_CPU_ISA, e.g. AVX512_CORE_VNNI to behave like an ml.m5.large Cascade Lake), and then
-emulates bf16 at a third of fp32's speed; int8, whose convolutions the x86 engine runs in oneDNN, follows the
+emulates bf16 at a third of fp32's speed; int8, which runs on the oneDNN engine (dogbreed.quantize), follows the
 cap too (1.6x slower without VNNI, as on a Skylake-SP). A short timed forward of each candidate (one ResNet
 block) at start-up is right under any cap, on AMX, on AVX2-only CPUs.
 """

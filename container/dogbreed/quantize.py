@@ -1,11 +1,12 @@
 """The int8 variant of a trained model: post-training static quantization, its accuracy gate, save and load.
 
-PyTorch FX graph mode with the x86 backend (FBGEMM / oneDNN int8 kernels; VNNI on Cascade Lake, AMX
-where present), chosen by bench/int8_libraries.py over PT2E and ONNX Runtime (README "Int8"). `train`
-calibrates on a sample of training images through the eval transform, then compares int8 with fp32 on
-the validation split; the result (the gate) goes into model_config.json under "int8", the int8 tensors
-into model_int8.pt. Loading rebuilds the quantized graph from code and loads tensors only
-(torch.load(weights_only=True)): no pickled code. A model failing the gate is never served in int8.
+PyTorch FX graph mode on the oneDNN engine, whose backend config fuses each residual block's last
+convolution, add and ReLU into one kernel (chosen by bench/int8_libraries.py over unfused x86, PT2E and
+ONNX Runtime: README "Int8"). `train` calibrates on a sample of training images through the eval
+transform, then compares int8 with fp32 on the validation split; the result (the gate) goes into
+model_config.json under "int8", with the graph's layout ("backend"), the int8 tensors into model_int8.pt.
+Loading rebuilds that layout from code and loads tensors only (torch.load(weights_only=True)): no pickled
+code. A model failing the gate is never served in int8.
 """
 
 import copy
@@ -27,7 +28,12 @@ from .presets import ClassificationPresetEval, PreprocessConfig
 
 log = logging.getLogger(__name__)
 
-BACKEND = "x86"
+BACKEND = "onednn"  # the layout write_int8 saves, recorded in the gate
+LEGACY_BACKEND = "x86"  # the layout of artifacts whose gate names none (written before the fusion): unfused
+# Observers: x86's (activations in 7 bits) on either layout: CPUs without VNNI (a Skylake-SP m5) sum u8 x s8
+# products in saturating 16-bit pairs, which 7-bit activations keep exact. The gate is measured on the
+# training host, so int8 must compute the same everywhere.
+QCONFIG = "x86"
 # Kept in fp32: the stem (full-resolution rounding is what flips near-ties) and the head. On a trained model
 # all-int8 agreed with fp32 on 95 % of validation images, this on 100 %; its cost in speed: README "Int8".
 FP32_MODULES = ("conv1", "fc")
@@ -36,46 +42,71 @@ MIN_AGREEMENT = 0.99  # gate: top-1 agreement with fp32 on the validation split
 MAX_ACCURACY_DROP = 0.01  # gate: validation accuracy may fall by at most 1 point
 
 
-def _prepare(model: nn.Module, example: torch.Tensor) -> nn.Module:
+def _backend_config(backend: str):
+    """oneDNN's fuses conv + add + ReLU; None is FX's default (the x86 layout)."""
+    from torch.ao.quantization.backend_config import get_onednn_backend_config
+
+    return get_onednn_backend_config() if backend == "onednn" else None
+
+
+def _prepare(model: nn.Module, example: torch.Tensor, backend: str) -> nn.Module:
+    """The model with observers, for `backend`'s layout; its quantized engine becomes this process's (set here:
+    convert_fx packs weights for the current engine, and an engine runs only the fused ops it packed)."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx
 
-    mapping = get_default_qconfig_mapping(BACKEND)
+    torch.backends.quantized.engine = backend
+    mapping = get_default_qconfig_mapping(QCONFIG)
     for name in FP32_MODULES:
         mapping.set_module_name(name, None)
-    return prepare_fx(copy.deepcopy(model).cpu().eval(), mapping, (example,))
+    return prepare_fx(copy.deepcopy(model).cpu().eval(), mapping, (example,), backend_config=_backend_config(backend))
 
 
-def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module:
+def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], backend: str = BACKEND) -> nn.Module:
     """An int8 copy of the eval model, its activation ranges observed on the calibration batches."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
     batches = iter(calibration)
     first = next(batches)
     with int8_notices_silenced():
-        prepared = _prepare(model, first[:1])
+        prepared = _prepare(model, first[:1], backend)
         with torch.inference_mode():
             for batch in itertools.chain([first], batches):
                 prepared(batch)
-        return convert_fx(prepared)
+        return convert_fx(prepared, backend_config=_backend_config(backend))
 
 
-def load_int8(model: nn.Module, state: dict[str, torch.Tensor], image_size: int) -> nn.Module:
-    """The int8 model saved by write_int8, rebuilt around the fp32 model's architecture (tensors only)."""
+def int8_backend(gate: dict) -> str:
+    """The layout of the artifact's int8 model."""
+    return gate.get("backend", LEGACY_BACKEND)
+
+
+def load_int8(artifact: Artifact) -> nn.Module:
+    """The int8 model saved by write_int8, rebuilt in its layout around the fp32 model's architecture (tensors only)."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
+    backend, size = int8_backend(artifact.int8), artifact.preprocess.image_size
     with torch.ao.quantization.observer.warnings.catch_warnings():  # uncalibrated: replaced by the state below
         torch.ao.quantization.observer.warnings.simplefilter("ignore")
-        structure = convert_fx(_prepare(model, torch.zeros(1, 3, image_size, image_size)))
+        prepared = _prepare(artifact.model, torch.zeros(1, 3, size, size), backend)
+        structure = convert_fx(prepared, backend_config=_backend_config(backend))
     with int8_notices_silenced():
-        structure.load_state_dict(state)
+        structure.load_state_dict(artifact.int8_state)
     return structure
+
+
+def _layout_refusal(backend: str) -> str | None:
+    """Why an int8 model in `backend`'s layout cannot run here, or None."""
+    engines = torch.backends.quantized.supported_engines
+    if backend not in (BACKEND, LEGACY_BACKEND):
+        return f"its int8 layout {backend!r} is not one this image reads ({BACKEND}, {LEGACY_BACKEND})"
+    if backend not in engines:
+        return f"this CPU has no {backend} int8 engine (torch supports {engines})"
+    return None
 
 
 def int8_refusal(artifact: Artifact) -> str | None:
     """Why this artifact may not be served in int8, or None when it may."""
-    if BACKEND not in torch.backends.quantized.supported_engines:
-        return f"this CPU has no {BACKEND} int8 engine (torch supports {torch.backends.quantized.supported_engines})"
     gate = artifact.int8
     if not gate:
         return "the artifact has no int8 variant (trained before int8 support, or quantization failed)"
@@ -85,7 +116,7 @@ def int8_refusal(artifact: Artifact) -> str | None:
         return f"it failed the accuracy gate at training ({gate.get('reason', 'no reason recorded')})"
     if artifact.int8_state is None:
         return f"{INT8_WEIGHTS_FILE} is missing or unreadable"
-    return None
+    return _layout_refusal(int8_backend(gate))
 
 
 @torch.inference_mode()
@@ -133,10 +164,12 @@ def calibration_batches(splits: data.Splits, preprocess: PreprocessConfig, seed:
 
 
 def save_int8(model_dir: Path, int8: nn.Module | None, gate: dict) -> None:
-    """model_int8.pt (tensors only; only for a model that passed) and the gate in model_config.json."""
+    """model_int8.pt (tensors only; only for a model that passed; made by quantize() in BACKEND's layout) and the
+    gate with that layout in model_config.json."""
     if int8 is not None:
         with writing(model_dir, "the int8 model"):
             write_atomically(model_dir / INT8_WEIGHTS_FILE, torch_bytes(int8.state_dict()))
+        gate = {**gate, "backend": BACKEND}
     record_in_config(model_dir, "int8", gate)
 
 

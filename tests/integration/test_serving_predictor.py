@@ -1,5 +1,6 @@
 """Predictor (precision, batching, decoding) and the launcher's sizing of workers and threads."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -12,7 +13,7 @@ from dogbreed.errors import ServingError
 from dogbreed.hardware import Machine
 from dogbreed.model import Artifact, HeadConfig
 from dogbreed.presets import PreprocessConfig, decode_rgb
-from dogbreed.quantize import judge, quantize
+from dogbreed.quantize import BACKEND, LEGACY_BACKEND, judge, quantize
 from dogbreed.serve import plan_server
 from dogbreed.serving import codecs
 from dogbreed.serving.predictor import Predictor, PredictorConfig, cat_channels_last, prepare, untraced
@@ -136,13 +137,15 @@ def test_npy_arrays_match_the_same_pixels_as_png(fp32):
     np.testing.assert_allclose(from_array, from_png, atol=1e-6)
 
 
-def int8_artifact(gate_passed: bool) -> Artifact:
-    """The test artifact with an int8 variant calibrated on a few generated images, and a gate record."""
+def int8_artifact(gate_passed: bool, backend: str = BACKEND) -> Artifact:
+    """The test artifact with an int8 variant calibrated on a few generated images in `backend`'s layout, and a gate
+    record as save_int8 writes it (the legacy layout's, from before the fusion, names no backend)."""
     plain = artifact()
     calibration = fp32_preprocess(images(8))
-    state = quantize(plain.model, [calibration]).state_dict()
+    state = quantize(plain.model, [calibration], backend).state_dict()
     gate = judge({"top1_agreement": 1.0 if gate_passed else 0.5, "fp32_acc": 0.9, "int8_acc": 0.9, "max_prob_diff": 0})
-    return Artifact(plain.model, plain.class_names, plain.head, plain.preprocess, {}, gate, state)
+    layout = {} if backend == LEGACY_BACKEND else {"backend": backend}
+    return Artifact(plain.model, plain.class_names, plain.head, plain.preprocess, {}, {**gate, **layout}, state)
 
 
 def fp32_preprocess(sample):
@@ -153,8 +156,10 @@ def fp32_preprocess(sample):
         predictor.close()
 
 
-def test_int8_serves_the_artifacts_int8_model(fp32):
-    int8 = Predictor(int8_artifact(gate_passed=True), PredictorConfig(precision="int8", max_batch_size=4))
+@pytest.mark.parametrize("backend", [BACKEND, LEGACY_BACKEND])
+def test_int8_serves_the_artifacts_int8_model_in_its_layout(fp32, backend):
+    made = int8_artifact(gate_passed=True, backend=backend)
+    int8 = Predictor(made, PredictorConfig(precision="int8", max_batch_size=4))
     try:
         sample = images(6)
         probabilities = int8.predict(sample)
@@ -164,6 +169,16 @@ def test_int8_serves_the_artifacts_int8_model(fp32):
     assert probabilities.shape == (6, len(CLASS_NAMES))
     np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
     assert np.abs(probabilities - fp32.predict(sample)).max() < 0.2  # random init; bench measures a trained model
+
+
+@pytest.mark.parametrize(("backend", "fused"), [(BACKEND, 16), (LEGACY_BACKEND, 0)])
+def test_int8_fuses_each_residual_blocks_add_and_relu_into_its_last_convolution(backend, fused):
+    """ResNet50's 16 bottlenecks: in oneDNN's layout no quantized add is left (README "Int8"); the legacy layout
+    keeps them (its artifacts load as they were written)."""
+    model = untraced(int8_artifact(gate_passed=True, backend=backend), "int8", "cpu")
+    assert sum(type(module).__name__ == "ConvAddReLU2d" for module in model.modules()) == fused
+    adds = [node for node in model.graph.nodes if "add" in str(node.target)]
+    assert len(adds) == 16 - fused, adds
 
 
 def test_the_served_graphs_compute_what_the_models_they_were_made_from_do():
@@ -186,6 +201,15 @@ def test_a_model_that_failed_its_gate_is_never_served_int8(requested, caplog):
     assert predictor.precision != "int8"
     assert "failed the accuracy gate" in predictor.choice.reason
     assert "int8 will not be served: it failed the accuracy gate" in caplog.text
+
+
+def test_an_int8_layout_this_image_does_not_read_is_served_fp32_and_the_log_says_why(caplog):
+    made = int8_artifact(gate_passed=True)
+    future = dataclasses.replace(made, int8={**made.int8, "backend": "int9"})
+    predictor = Predictor(future, PredictorConfig(precision="int8"))
+    predictor.close()
+    assert predictor.precision == "fp32"
+    assert "int8 will not be served: its int8 layout 'int9' is not one this image reads" in caplog.text
 
 
 def test_auto_times_the_candidates_and_logs_its_choice(caplog):

@@ -83,7 +83,7 @@ def prepare(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
 def untraced(artifact: Artifact, precision: str, device: str) -> torch.nn.Module:
     """The model in a precision as Python modules: folded fp32/bf16, or the artifact's int8 model (CPU)."""
     if precision == "int8":
-        return quantize.load_int8(artifact.model, artifact.int8_state, artifact.preprocess.image_size)
+        return quantize.load_int8(artifact)
     return prepare_for_inference(artifact.model, precision, device)
 
 
