@@ -57,6 +57,10 @@ def test_ping_predict_sh_and_sdk_client_lines(endpoint: tuple[str, str]) -> None
     assert (np.argmax(response, 1) + 1).tolist() == [1]
     assert np.argmax(response[0]) + 1 == 1
     assert json.loads(run([predict_sh], env=env).stdout) == response
+    # An HTML form's upload, and the file sent without a Content-Type (curl then declares a form): the same answer.
+    for sends_the_file in (["-F", f"image=@{SAMPLE}"], ["--data-binary", f"@{SAMPLE}"]):
+        answer = run(["curl", "--silent", "--show-error", "--fail-with-body", *sends_the_file, f"{url}/invocations"])
+        assert json.loads(answer.stdout) == response
 
 
 def test_the_model_server_allocates_with_tcmalloc(endpoint: tuple[str, str]) -> None:

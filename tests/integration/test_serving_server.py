@@ -112,6 +112,9 @@ def test_payload_limit_and_batch_over_http(base_dir, tmp_path):
         batch = np.asarray(invoke(server, instances(*images), "application/json").json())
         singles = np.asarray([invoke(server, image).json()[0] for image in images])
         np.testing.assert_allclose(batch, singles, atol=1e-3)  # default precision auto: bf16 kernels per batch size
+        files = [("image", (f"{i}.jpg", image, "image/jpeg")) for i, image in enumerate(images)]
+        uploaded = requests.post(f"{server.url}/invocations", files=files, timeout=30)  # multipart/form-data
+        np.testing.assert_allclose(uploaded.json(), singles, atol=1e-3)
 
         parameters = requests.get(f"{server.url}/execution-parameters", timeout=2).json()
         assert parameters == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}

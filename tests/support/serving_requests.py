@@ -98,6 +98,16 @@ def flat_png(width: int, height: int) -> bytes:
     return encode(Image.new("RGB", (width, height), (120, 90, 60)), "PNG")
 
 
+def form(*files: tuple[str, bytes, str], fields: dict[str, str] | None = None) -> tuple[dict, bytes]:
+    """(headers, body) of a multipart/form-data upload as curl -F and Python requests' files= send it: each file is
+    (filename, bytes, declared Content-Type), in a field named "image", after the text fields."""
+    from urllib3 import encode_multipart_formdata
+
+    parts = [*(fields or {}).items(), *(("image", (name, data, kind)) for name, data, kind in files)]
+    body, content_type = encode_multipart_formdata(parts)
+    return {"Content-Type": content_type}, body
+
+
 def heic_like() -> bytes:
     """The start of an ISO-BMFF HEIC file (ftyp box, brand heic): a format this server does not read."""
     return struct.pack(">I", 24) + b"ftypheic" + b"\0\0\0\0" + b"mif1heic" + b"\0" * 64
@@ -107,6 +117,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
     """(name, headers, body, expected status): every error class of /invocations."""
     good, pickled = jpeg(), npy(np.array([object()], dtype=object))
     huge_npy = npy_header(shape=(99_999, 99_999, 3)) + b"\0" * 64
+    upload = form(("a.jpg", good, "image/jpeg"), ("b.png", png(), "image/png"))
     jpg, js, xnpy = (
         {"Content-Type": "image/jpeg"},
         {"Content-Type": "application/json"},
@@ -115,7 +126,13 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
     return [
         ("content-type text/csv", {"Content-Type": "text/csv"}, b"1,2,3", 415),
         ("content-type missing, not an image", {}, b"hello", 400),  # sniffed as application/octet-stream
-        ("content-type form (curl default)", {"Content-Type": "application/x-www-form-urlencoded"}, good, 415),
+        ("form fields, no file (curl -d)", {"Content-Type": "application/x-www-form-urlencoded"}, b"name=rex&x=1", 415),
+        ("multipart without its boundary", {"Content-Type": "multipart/form-data"}, good, 400),
+        ("multipart of text fields only", *form(fields={"name": "rex"}), 400),
+        ("multipart cut short", upload[0], upload[1][: len(upload[1]) // 2], 400),
+        ("multipart of 400 parts", *form(*[("a.jpg", good, "image/jpeg")] * 400), 413),
+        ("multipart file declared image/heic", *form(("a.heic", heic_like(), "image/heic")), 415),
+        ("multipart file not an image", *form(("a.jpg", b"hello", "image/jpeg")), 400),
         ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),
         (
             "accept text/csv with top_k",

@@ -12,6 +12,7 @@ from serving_requests import (
     b64,
     bad_requests,
     encode,
+    form,
     instances,
     jpeg,
     many_scans_jpeg,
@@ -166,6 +167,16 @@ def test_json_lines_and_csv_as_the_sagemaker_sdk_reads_them(client):
     labelled = post(client, records, "application/jsonlines", Accept="application/jsonlines;verbose=true")
     labels = [json.loads(line)["label"] for line in labelled.data.splitlines()]
     assert labels == [CLASS_NAMES[i] for i in expected.argmax(1)]
+
+
+def test_a_form_upload_answers_each_file_in_order(client):
+    """curl -F image=@a.jpg -F image=@b.jpg, or requests.post(url, files=...): one row per file, as if sent alone."""
+    images = [jpeg(i, seed=i) for i in range(3)]
+    headers, body = form(*[(f"{i}.jpg", image, "image/jpeg") for i, image in enumerate(images)], fields={"id": "7"})
+    response = post(client, body, headers["Content-Type"])
+    assert response.status_code == 200, response.get_json()
+    singles = [post(client, image, "image/jpeg").get_json()[0] for image in images]
+    np.testing.assert_allclose(response.get_json(), singles, atol=1e-5)
 
 
 def test_npy_batch_equals_single_image_results(client):

@@ -6,7 +6,19 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from serving_requests import b64, encode, instances, jpeg, many_scans_jpeg, npy, photo, png, png_header_only
+from serving_requests import (
+    b64,
+    encode,
+    form,
+    heic_like,
+    instances,
+    jpeg,
+    many_scans_jpeg,
+    npy,
+    photo,
+    png,
+    png_header_only,
+)
 
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from dogbreed.serving import codecs
@@ -163,9 +175,46 @@ def test_base64_in_the_url_safe_alphabet_or_without_padding_is_accepted():
     assert image.data == data
 
 
-def test_a_form_post_is_told_to_send_the_file_as_the_body():
-    with pytest.raises(UnsupportedMediaType, match="--data-binary"):
-        codecs.decoder_for("multipart/form-data; boundary=x")
+def test_a_form_upload_gives_its_files_in_order_and_skips_text_fields_and_empty_file_inputs():
+    """curl -F, requests' files= and browsers: each file part is an image, whatever the field names."""
+    headers, body = form(("a.jpg", jpeg(), "image/jpeg"), ("empty", b"", "application/octet-stream"),
+                         ("b.png", png(), "application/octet-stream"), fields={"note": "a dog"})  # fmt: skip
+    first, second = codecs.decoder_for(headers["Content-Type"])(body, LIMITS, codecs.FORM_DATA)
+    assert (first.data, second.data) == (jpeg(), png())
+    assert (first.opened.format, second.opened.format) == ("JPEG", "PNG")
+
+
+@pytest.mark.parametrize(
+    ("files", "error", "message"),
+    [
+        ([], ServingError, "the form holds no image file: upload it as a file field"),
+        ([("a.txt", b"hello", "text/plain")], ServingError, "cannot identify .* in form file 0 \\('a.txt'\\)"),
+        ([("a.heic", heic_like(), "image/heic")], UnsupportedMediaType, "image/heic: this server reads only JPEG"),
+        ([("a.jpg", jpeg(), "image/jpeg")] * 257, PayloadTooLarge, "257 images in one request; at most 256"),
+        ([("a.jpg", jpeg(), "image/jpeg")] * 400, PayloadTooLarge, "more than 320 parts in one form"),
+    ],
+)
+def test_a_form_without_readable_images_is_refused_with_the_reason(files, error, message):
+    headers, body = form(*files, fields={"note": "a dog"})
+    with pytest.raises(error, match=message):
+        codecs.decoder_for(headers["Content-Type"])(body, LIMITS, codecs.FORM_DATA)
+
+
+def test_a_malformed_form_is_a_400_before_any_image_is_opened():
+    headers, body = form(("a.jpg", jpeg(), "image/jpeg"))
+    with pytest.raises(ServingError, match="malformed multipart/form-data body"):
+        codecs.decoder_for(headers["Content-Type"])(body[: len(body) // 2], LIMITS, codecs.FORM_DATA)
+    with pytest.raises(ServingError, match="needs its boundary parameter"):
+        codecs.decoder_for("multipart/form-data")
+
+
+def test_curl_data_binary_without_a_content_type_is_read_as_the_file_and_form_fields_are_told_how():
+    """curl --data-binary @dog.jpg declares application/x-www-form-urlencoded: the file is served; a real form's
+    fields (curl -d name=rex) get the how-to."""
+    (image,) = codecs.decoder_for(codecs.FORM_URLENCODED)(jpeg(), LIMITS, codecs.FORM_URLENCODED)
+    assert image.data == jpeg()
+    with pytest.raises(UnsupportedMediaType, match=r"hold no image file: send the image file itself .*--data-binary"):
+        codecs.decoder_for(codecs.FORM_URLENCODED)(b"name=rex&breed=x", LIMITS, codecs.FORM_URLENCODED)
 
 
 def test_a_jpeg_of_too_many_scans_is_refused_before_decoding_and_a_progressive_photo_is_not():

@@ -69,7 +69,7 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
         body = _read_body(env)  # first, as nginx in front of `serve` refuses an oversize body before all else
         _check_identity_encoding(request.headers.get("Content-Encoding"))
         media_type = codecs.media_type_of(request.content_type or "")
-        decode = codecs.decoder_for(media_type)
+        decode = codecs.decoder_for(request.content_type or "")
         response_format = codecs.negotiate(
             request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names)
         )

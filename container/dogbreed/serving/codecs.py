@@ -1,6 +1,7 @@
 """Content types of /invocations: request bodies → images, class probabilities → response bodies.
 
-Decoders and encoders are dicts keyed by media type; nothing here imports torch or Flask.
+Decoders and encoders are dicts keyed by media type; nothing here imports torch or Flask (multipart bodies are
+parsed by Werkzeug, Flask's HTTP library).
 
 Request bodies (Content-Type; parameters such as charset are ignored)
   image/<any subtype> (image/jpeg, image/png, image/*, ...), application/x-image: one image, its format
@@ -21,6 +22,12 @@ Request bodies (Content-Type; parameters such as charset are ignored)
   application/octet-stream (what the SageMaker SDK's default Predictor sends), or no Content-Type at all (Python
       requests' default for a bytes body; RFC 9110 section 8.3): a .npy file when the body starts with its magic
       bytes, JSON as above when it starts with { or [, else one image file as for image/<any subtype>.
+  multipart/form-data (an HTML form's upload: curl -F image=@dog.jpg, Python requests' files=, a browser's
+      <input type=file>): each file part is one image file, in the order of the parts (a file input left empty
+      is skipped); the form's other fields are ignored.
+  application/x-www-form-urlencoded (what curl --data-binary @dog.jpg sends without -H): read as
+      application/octet-stream when the body is such a file; a real form's fields are a 415 that says how to
+      send the file.
 
 Responses (Accept; absent or */* means application/json)
   application/json: one list of class probabilities per image, in request order, so that with the
@@ -39,7 +46,7 @@ Responses (Accept; absent or */* means application/json)
 X-Amzn-SageMaker-Custom-Attributes: "key=value" pairs separated by "," or ";", or a JSON object: top_k=<1..C>,
 verbose=true|false. Unknown keys are ignored.
 
-Errors: 415 unsupported Content-Type (an HTML form's says to send the file itself as the body), 406 unsupported
+Errors: 415 unsupported Content-Type (a form's fields without a file say to send the file itself), 406 unsupported
 Accept, 400 undecodable body, 413 when a request would cost far more than its bytes, checked from the headers
 before any pixel is decoded: an image over the
 pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
@@ -50,6 +57,7 @@ opening or, in the predictor, decoding is a 413.
 
 import base64
 import binascii
+import functools
 import io
 import itertools
 import json
@@ -64,6 +72,9 @@ import numpy as np
 import orjson
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans, too_elongated
@@ -78,6 +89,9 @@ CSV = "text/csv"
 NPY = "application/x-npy"
 NPY_MAGIC = b"\x93NUMPY"
 OCTET_STREAM = "application/octet-stream"
+FORM_DATA = "multipart/form-data"
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+MAX_FORM_PARTS = MAX_IMAGES_PER_REQUEST + 64  # each file part is an image; a few text fields may come beside them
 
 
 @dataclass(frozen=True)
@@ -299,6 +313,66 @@ def decode_octet_stream(body: bytes, limits: DecodeLimits, media_type: str = OCT
     return decode_image(body, limits, media_type)
 
 
+SEND_THE_FILE = "send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
+
+
+def decode_form_urlencoded(body: bytes, limits: DecodeLimits, media_type: str = FORM_URLENCODED) -> list[Image_]:
+    """curl --data-binary @dog.jpg without -H declares the file a form: read it as untyped bytes when it is a file
+    decode_octet_stream reads; a body it cannot read (a form's fields) is a 415 with the how-to."""
+    try:
+        return decode_octet_stream(body, limits, media_type)
+    except ServingError as exc:
+        if exc.status != 400:
+            raise
+        raise UnsupportedMediaType(f"a form's fields ({FORM_URLENCODED}) hold no image file: {SEND_THE_FILE}") from None
+
+
+def decode_form_data(body: bytes, limits: DecodeLimits, media_type: str = FORM_DATA, *, boundary: str) -> list[Image_]:
+    """An HTML form's upload: each non-empty file part is one image file (its format sniffed), in order."""
+    files = [(name, part_type, data) for name, part_type, data in _form_files(body, boundary) if data]
+    if not files:
+        raise ServingError(
+            f"the form holds no image file: upload it as a file field (curl -F image=@dog.jpg) or {SEND_THE_FILE}"
+        )
+    _check_count(len(files))
+    images = [
+        open_image(data, limits, f"form file {i} ({name!r})", part_type)
+        for i, (name, part_type, data) in enumerate(files)
+    ]
+    check_request([image.opened.size for image in images], limits)
+    return images
+
+
+def _form_files(body: bytes, boundary: str) -> list[tuple[str, str, bytes]]:
+    """(filename, declared media type, bytes) of each file part of a multipart/form-data body, in order."""
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_FORM_PARTS)
+    decoder.receive_data(body)
+    decoder.receive_data(None)  # the whole body: a part cut short is an error, not a wait for more
+    files: list[tuple[str, str, list[bytes]]] = []
+    chunks: list[bytes] | None = None  # the current part's, when it is a file
+    try:
+        while not isinstance(event := decoder.next_event(), Epilogue):
+            if isinstance(event, File):
+                chunks = []
+                files.append((event.filename, media_type_of(event.headers.get("Content-Type", "")), chunks))
+            elif isinstance(event, Field):
+                chunks = None
+            elif isinstance(event, Data) and chunks is not None:
+                chunks.append(event.data)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(f"more than {MAX_FORM_PARTS} parts in one form") from None
+    except ValueError as exc:
+        raise ServingError(f"malformed {FORM_DATA} body ({exc})") from None
+    return [(name, part_type, b"".join(chunks)) for name, part_type, chunks in files]
+
+
+def _form_data_decoder(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
+    boundary = parse_options_header(content_type)[1].get("boundary")
+    if not boundary:
+        raise ServingError(f"Content-Type {FORM_DATA} needs its boundary parameter (as curl -F and browsers send it)")
+    return functools.partial(decode_form_data, boundary=boundary)
+
+
 DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
     "image/*": decode_image,  # any image/<subtype>: the format is sniffed from the bytes
     "application/x-image": decode_image,
@@ -306,9 +380,9 @@ DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
     **dict.fromkeys(JSON_LINES_TYPES, decode_json_lines),
     NPY: decode_npy,
     OCTET_STREAM: decode_octet_stream,
+    FORM_URLENCODED: decode_form_urlencoded,
+    FORM_DATA: decode_form_data,  # with the request's boundary (decoder_for)
 }
-# HTML forms' encodings (curl -F, and curl --data-binary without -H): the one mistake worth a how-to in its 415.
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # image/<subtype> values naming a format we read; an unreadable body declared as another (image/heic) is a 415.
 READABLE_SUBTYPES = frozenset(
     "* jpeg jpg pjpeg png apng webp avif gif bmp x-ms-bmp tiff x-icon vnd.microsoft.icon jp2 jpx "  # noqa: SIM905
@@ -322,17 +396,14 @@ def media_type_of(content_type: str) -> str:
 
 
 def decoder_for(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
+    """The decoder of a Content-Type header (parameters included: a form's boundary)."""
     # No Content-Type (Python requests' default for a bytes body): RFC 9110 section 8.3 lets the server take the body
     # as application/octet-stream, whose bytes are sniffed.
     media_type = media_type_of(content_type) or OCTET_STREAM
     key = "image/*" if media_type.startswith("image/") and media_type != "image/" else media_type
     if key not in DECODERS:
-        hint = "; send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
-        raise UnsupportedMediaType(
-            f"Content-Type {media_type} is not supported; use one of {', '.join(DECODERS)}"
-            + (hint if media_type in FORM_TYPES else "")
-        )
-    return DECODERS[key]
+        raise UnsupportedMediaType(f"Content-Type {media_type} is not supported; use one of {', '.join(DECODERS)}")
+    return _form_data_decoder(content_type) if key == FORM_DATA else DECODERS[key]
 
 
 # ---------------------------------------------------------------------------------------- responses
