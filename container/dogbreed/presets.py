@@ -88,8 +88,8 @@ def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) ->
 
     Upright: a phone photo's EXIF Orientation (rotated or mirrored sensor data) is applied, as photo viewers do.
     Pillow's convert("RGB") clips wider modes: a 16-bit grayscale PNG ("I;16") would become all white.
-    So 16-bit grayscale is scaled to 8 bits (65535 → 255); 32-bit integer ("I") and float ("F") images carry
-    no brightness range to scale from and are refused (ValueError) rather than guessed. With config, a JPEG
+    So 16-bit grayscale (PNG, TIFF, PGM) is scaled to 8 bits (65535 → 255); 32-bit integer ("I") and float ("F")
+    images carry no brightness range to scale from and are refused (ValueError) rather than guessed. With config, a JPEG
     is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest power-of-two reduction whose
     short side still covers config.resize_size, so the eval transform's resize starts from fewer pixels.
     """
@@ -112,8 +112,14 @@ ORIENTATIONS = {
 }
 
 
+def _sixteen_bit_gray(image: Image.Image) -> bool:
+    """16-bit grayscale, 0..65535: Pillow's I;16 modes, and a PGM of more than 8 bits, which Pillow reads as mode I
+    rescaled from its maxval to 0..65535."""
+    return image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PPM")
+
+
 def _rgb(image: Image.Image) -> Image.Image:
-    if image.mode.startswith("I;16"):
+    if _sixteen_bit_gray(image):
         gray = np.asarray(image).astype(np.float32) / 257
         return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")
     if image.mode in ("I", "F"):

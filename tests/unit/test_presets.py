@@ -106,6 +106,15 @@ def test_decode_rgb_scales_sixteen_bit_gray_to_eight_bits():
     assert (decoded == decoded[:, :, :1]).all()  # gray stays gray
 
 
+@pytest.mark.parametrize("maxval", [65535, 1023])
+def test_decode_rgb_scales_a_sixteen_bit_pgm_by_its_maxval(maxval):
+    """Pillow reads a PGM of more than 8 bits as mode I (as 32-bit TIFFs, which are refused), rescaled to 0..65535."""
+    levels = np.array([[0, maxval // 2, maxval]], dtype=">u2")
+    image = Image.open(io.BytesIO(b"P5 3 1 %d\n" % maxval + levels.tobytes()))
+    assert image.mode == "I"
+    assert np.asarray(decode_rgb(image))[0, :, 0].tolist() == [0, 127, 255]
+
+
 @pytest.mark.parametrize(("mode", "kind"), [("I", "32-bit integer"), ("F", "floating-point")])
 def test_decode_rgb_refuses_pixels_without_a_brightness_range(mode, kind):
     with pytest.raises(ValueError, match=f"{kind} pixels \\(mode {mode}\\)"):
