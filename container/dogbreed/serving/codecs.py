@@ -64,7 +64,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -257,11 +257,18 @@ def _parse_json(text: bytes, where: str = "") -> object:
         raise ServingError(f"malformed JSON{where}: {exc}") from None
 
 
+def _open_images(count: int, images: Iterable[EncodedImage], limits: DecodeLimits) -> list[Image_]:
+    """A request's images, opened one by one once their count is checked, then refused together if their pixels
+    pass the request's limit."""
+    _check_count(count)
+    opened = list(images)
+    check_request([image.opened.size for image in opened], limits)
+    return opened
+
+
 def _open_base64_images(items: list[object], limits: DecodeLimits) -> list[Image_]:
-    _check_count(len(items))  # before decoding any base64
-    images = [open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items)]
-    check_request([image.opened.size for image in images], limits)
-    return images
+    opened = (open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items))
+    return _open_images(len(items), opened, limits)  # the count before any base64 is decoded
 
 
 def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> list[Image_]:
@@ -334,13 +341,8 @@ def decode_form_data(body: bytes, limits: DecodeLimits, media_type: str = FORM_D
         raise ServingError(
             f"the form holds no image file: upload it as a file field (curl -F image=@dog.jpg) or {SEND_THE_FILE}"
         )
-    _check_count(len(files))
-    images = [
-        open_image(data, limits, f"form file {i} ({name!r})", part_type)
-        for i, (name, part_type, data) in enumerate(files)
-    ]
-    check_request([image.opened.size for image in images], limits)
-    return images
+    opened = (open_image(data, limits, f"form file {i} ({name!r})", kind) for i, (name, kind, data) in enumerate(files))
+    return _open_images(len(files), opened, limits)
 
 
 def _form_files(body: bytes, boundary: str) -> list[tuple[str, str, bytes]]:
