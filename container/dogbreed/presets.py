@@ -95,8 +95,8 @@ def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) ->
     """
     if (size := _draft_size(image, config)) is not None:
         image.draft("RGB", size)
-    upright = ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
-    rgb = _rgb(image)
+    rgb = _rgb(image)  # decodes; a TIFF's loader turns it upright itself and drops its Orientation tag
+    upright = ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))  # so read only after decoding
     return rgb.transpose(upright) if upright is not None else rgb
 
 

@@ -188,6 +188,25 @@ def test_exif_orientation_is_applied_alike_by_both_decoders(orientation):
     assert tuple(served.shape[1:]) == ((200, 150) if orientation >= 5 else (150, 200))  # 5-8 turn it portrait
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(("fmt", "options"), [("PNG", {}), ("TIFF", {}), ("WEBP", {"lossless": True})])
+def test_exif_orientation_is_applied_once_in_every_lossless_format(fmt, options, orientation):
+    """Upright exactly once, whoever applies the tag: Pillow's TIFF loader turns the pixels itself (and drops the
+    tag), PNG's and WebP's leave it to us. The reference: ImageOps.exif_transpose of the same pixels as PNG."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = photo((200, 150))
+    files = {}
+    for kind, kind_options in (("PNG", {}), (fmt, options)):
+        buffer = io.BytesIO()
+        stored.save(buffer, kind, exif=exif.tobytes(), **kind_options)
+        files[kind] = buffer.getvalue()
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(files["PNG"])))
+    decoded = decode_rgb(Image.open(io.BytesIO(files[fmt])))
+    assert decoded.size == ((150, 200) if orientation >= 5 else (200, 150))  # 5-8 turn it portrait
+    assert np.array_equal(np.asarray(decoded), np.asarray(upright.convert("RGB")))
+
+
 def test_a_cameras_mpo_is_drafted_and_decoded_like_a_jpeg():
     """MPO (a JPEG with more pictures appended, as cameras write): its first picture, drafted like any JPEG."""
     buffer = io.BytesIO()
