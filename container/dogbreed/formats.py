@@ -4,8 +4,10 @@ serving's codecs (torch-free, as the codecs are)."""
 from PIL import Image
 
 # Raster formats we decode, in training and serving alike. Pillow's other plugins stay unreachable (EPS would run
-# Ghostscript; PDF is write-only; MPEG is video); a file is identified by its bytes, never by its name.
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "ICO", "JPEG2000", "PPM", "TGA")
+# Ghostscript; PDF is write-only; MPEG is video); a file is identified by its bytes, never by its name. Each of these
+# readers only reads headers when opened, so every size check runs before a pixel is decoded: not ICO, whose reader
+# decodes its largest picture on open (a 155 KB icon holding a 1x80000000 PNG took 1.7 s and 650 MB to refuse).
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "JPEG2000", "PPM", "TGA")
 # Training finds its images by these names (.jpg, .jfif, .png, .tif, .avif, ...: each Pillow registers for them).
 IMAGE_EXTENSIONS = tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in IMAGE_FORMATS))
 

@@ -87,7 +87,7 @@ def test_execution_parameters_are_exactly_the_contract(model_dir):
         ("application/x-npy", npy(np.asarray(photo()))),
         ("image/*", jpeg()),
         ("image/webp", encode(photo(), "WEBP")),
-        ("image/x-icon", encode(photo(size=(64, 64)), "ICO")),
+        ("image/x-tga", encode(photo(), "TGA")),
         ("image/vnd.whatever", png()),  # any image/ subtype: the format is sniffed from the bytes
         ("application/octet-stream", jpeg()),  # the SageMaker SDK's default Predictor
         ("application/octet-stream", npy(np.asarray(photo()))),

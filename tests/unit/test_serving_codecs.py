@@ -1,6 +1,7 @@
 """Codecs without a model: request shapes, content negotiation, custom attributes, bomb guards."""
 
 import base64
+import io
 import json
 
 import numpy as np
@@ -21,6 +22,7 @@ from serving_requests import (
 )
 
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
+from dogbreed.formats import IMAGE_FORMATS
 from dogbreed.serving import codecs
 
 LIMITS = codecs.DecodeLimits(max_pixels=40_000_000)
@@ -89,6 +91,25 @@ def test_content_type_parameters_and_case_are_ignored():
 def test_pixel_limit_is_checked_from_the_header():
     with pytest.raises(PayloadTooLarge, match="8000x6000"):
         codecs.decode_image(png_header_only(8000, 6000), LIMITS)
+
+
+def test_every_format_read_is_opened_from_its_headers_alone():
+    """The size checks run between opening and decoding: a reader that decodes on open (Pillow's ICO) would spend
+    the whole decode before any check. Opened, every format we read holds no pixels yet (Pillow's core image, _im,
+    is made by load())."""
+    readable = [fmt for fmt in IMAGE_FORMATS if fmt in Image.SAVE]
+    assert len(readable) >= 9
+    for fmt in [*readable, "ICO"]:
+        opened = Image.open(io.BytesIO(encode(photo(size=(64, 48)).convert("RGB"), fmt)))
+        assert (opened._im is None) == (fmt != "ICO"), fmt
+
+
+def test_an_icon_is_not_read_and_says_so():
+    icon = encode(photo(size=(64, 64)), "ICO")
+    with pytest.raises(UnsupportedMediaType, match="image/x-icon"):
+        codecs.decoder_for("image/x-icon")(icon, LIMITS, "image/x-icon")
+    with pytest.raises(ServingError, match="cannot identify a JPEG, PNG"):
+        codecs.decode_image(icon, LIMITS)
 
 
 def test_pillow_bomb_warning_is_an_error():

@@ -387,7 +387,7 @@ DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
 }
 # image/<subtype> values naming a format we read; an unreadable body declared as another (image/heic) is a 415.
 READABLE_SUBTYPES = frozenset(
-    "* jpeg jpg pjpeg png apng webp avif gif bmp x-ms-bmp tiff x-icon vnd.microsoft.icon jp2 jpx "  # noqa: SIM905
+    "* jpeg jpg pjpeg png apng webp avif gif bmp x-ms-bmp tiff jp2 jpx "  # noqa: SIM905
     "x-portable-anymap x-portable-pixmap x-tga x-targa mpo".split()
 )
 
