@@ -8,13 +8,14 @@ import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
-from .files import torch_bytes, write_atomically, writing
+from .files import load_tensors, torch_bytes, write_atomically, writing
 from .model import HeadConfig
 
 log = logging.getLogger(__name__)
@@ -59,21 +60,26 @@ def _checkpoints(directory: Path) -> list[Path]:
 
 
 def load_latest(directory: Path, signature: dict) -> Checkpoint | None:
-    """The newest checkpoint, or None; UserError when it belongs to a different model setup."""
+    """The newest checkpoint that loads (an unreadable one is skipped with a warning: KEEP are kept for this), or
+    None; UserError when it belongs to a different model setup, or when none of several loads."""
     files = _checkpoints(directory)
-    if not files:
-        return None
-    try:
-        checkpoint = Checkpoint(**torch.load(files[-1], map_location="cpu", weights_only=True))
-    except Exception as exc:  # torn/foreign file: torch raises several types
-        raise UserError(f"checkpoint {files[-1]} cannot be loaded ({exc}); delete it to start over") from exc
-    if checkpoint.signature != signature:
-        raise UserError(
-            f"checkpoint {files[-1]} was written for a different setup ({checkpoint.signature}) than this job "
-            f"({signature}); use another checkpoint location or delete it to start over"
-        )
-    log.info("resuming from %s after %d completed epoch(s)", files[-1], checkpoint.epochs_done)
-    return checkpoint
+    for path in reversed(files):
+        try:
+            checkpoint = _load(path, Checkpoint)
+        except ValueError as exc:
+            log.warning("skipping checkpoint %s: it cannot be loaded (%s)", path, exc)
+            continue
+        if checkpoint.signature != signature:
+            raise UserError(
+                f"checkpoint {path} was written for a different setup ({checkpoint.signature}) than this job "
+                f"({signature}); use another checkpoint location or delete it to start over"
+            )
+        log.info("resuming from %s after %d completed epoch(s)", path, checkpoint.epochs_done)
+        return checkpoint
+    if files:
+        raise UserError(f"no checkpoint in {directory} can be loaded ({', '.join(p.name for p in files)}; see the "
+                        "warnings above): delete them to start over")  # fmt: skip
+    return None
 
 
 @dataclass
@@ -86,6 +92,18 @@ class Best:
     signature: dict = field(default_factory=dict)
 
 
+_Saved = TypeVar("_Saved", Checkpoint, Best)
+
+
+def _load(path: Path, kind: type[_Saved]) -> _Saved:
+    """A Checkpoint or Best from its file; ValueError when the file is torn, foreign or unsafe."""
+    state = load_tensors(path)
+    try:
+        return kind(**state)
+    except TypeError:  # not a dict, or a dict of other fields
+        raise ValueError(f"not a {kind.__name__.lower()} file of this container") from None
+
+
 def save_best(directory: Path, best: Best) -> None:
     """Keep the best epoch's weights beside the checkpoints, as soon as it is found (spot-safe, synced to S3)."""
     with writing(directory, "the best model so far"):
@@ -94,14 +112,15 @@ def save_best(directory: Path, best: Best) -> None:
 
 
 def load_best(directory: Path, signature: dict) -> Best | None:
-    """The best epoch saved by earlier runs of this job, or None (absent, or written for another setup)."""
+    """The best epoch saved by earlier runs of this job, or None (absent, unreadable, or for another setup)."""
     path = directory / BEST_FILE
     if not path.is_file():
         return None
     try:
-        best = Best(**torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as exc:  # torn/foreign file: torch raises several types
-        raise UserError(f"{path} cannot be loaded ({exc}); delete it to start over") from exc
+        best = _load(path, Best)
+    except ValueError as exc:
+        log.warning("ignoring %s: it cannot be loaded (%s)", path, exc)
+        return None
     if best.signature != signature:
         log.warning("ignoring %s: written for a different setup (%s)", path, best.signature)
         return None

@@ -68,6 +68,20 @@ def write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
+def load_tensors(path: Path) -> Any:
+    """torch.load onto the CPU with weights_only=True (tensors and plain containers, never code); any failure is a
+    ValueError whose message is one line on the file, not PyTorch's advice to retry with weights_only=False."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for torn, foreign and unsafe files
+        first_line = (str(exc).splitlines() or [""])[0]
+        if first_line.startswith("Weights only load failed"):
+            reason = "torn, or holds more than tensors (loaded with weights_only=True: never unpickled)"
+        else:
+            reason = f"torn, or not a PyTorch file ({type(exc).__name__}: {first_line[:200]})"
+        raise ValueError(reason) from exc
+
+
 def torch_bytes(obj: Any) -> bytes:
     """torch.save into memory, so that writing is plain file I/O with OSErrors (torch's own writer raises
     RuntimeErrors from C++ that hide the cause)."""

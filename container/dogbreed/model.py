@@ -14,7 +14,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from .contract.hyperparams import FINE_TUNE_MODES, check_implemented
 from .errors import ArtifactError, UserError
-from .files import torch_bytes, write_atomically, writing
+from .files import load_tensors, torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,20 @@ def cached_imagenet_weights_path() -> Path:
 def load_backbone(model: nn.Module, weights_file: Path) -> None:
     """Load an ImageNet-style ResNet50 state_dict into the backbone; the head keeps its init."""
     try:
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable/unsafe files
+        state = load_tensors(weights_file)
+    except ValueError as exc:
         raise UserError(f"cannot load pretrained weights from {weights_file}: {exc}") from exc
     if not isinstance(state, dict):
         raise UserError(f"pretrained weights file {weights_file} is not a state_dict")
     backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(backbone, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape (another ResNet's width or depth)
+        shapes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise UserError(
+            f"pretrained weights file {weights_file} does not fit ResNet50: {len(shapes)} tensor(s) of another shape "
+            f"(e.g. {shapes[:1]})"
+        ) from None
     missing_backbone = [k for k in missing if not k.startswith("fc.")]
     if missing_backbone or unexpected:
         raise UserError(
@@ -165,8 +172,8 @@ def _int8_state(model_dir: Path, gate: dict) -> dict | None:
         return None
     try:
         with int8_notices_silenced():
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a broken optional file: serve fp32, say why
+            return load_tensors(path)
+    except ValueError as exc:  # a broken optional file: serve fp32, say why
         log.warning("int8 weights %s cannot be loaded (%s): int8 will not be served", path, exc)
         return None
 
@@ -191,9 +198,8 @@ def load_artifact(model_dir: Path) -> Artifact:
         )
     model = build_model(head)
     try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as exc:  # corrupt file, unsafe pickle, shape mismatch
+        model.load_state_dict(load_tensors(weights_path))
+    except Exception as exc:  # torn or unsafe file (load_tensors), another shape, not a state_dict: several types
         raise ArtifactError(f"model weights {weights_path} cannot be loaded: {exc}") from exc
     model.eval()
     gate = config.get("int8") or {}

@@ -14,8 +14,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from dogbreed.contract.hyperparams import Hyperparameters
 from dogbreed.distributed import Cluster
 from dogbreed.engine import make_loop
-from dogbreed.errors import ArtifactError
-from dogbreed.model import CONFIG_FILE, WEIGHTS_FILE, HeadConfig, build_model, freeze, load_artifact, save_artifact
+from dogbreed.errors import ArtifactError, UserError
+from dogbreed.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    HeadConfig,
+    build_model,
+    freeze,
+    load_artifact,
+    load_backbone,
+    save_artifact,
+)
 from dogbreed.presets import PreprocessConfig
 
 HEAD = HeadConfig(num_classes=3, hidden_units=8, dropout=0.0)
@@ -89,6 +98,35 @@ def test_weights_are_loaded_as_tensors_only_never_as_code(artifact_dir, tmp_path
     with pytest.raises(ArtifactError, match="cannot be loaded"):
         load_artifact(artifact_dir)
     assert not marker.exists()
+
+
+def backbone_state(original: nn.Module, **replaced: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {**{k: v for k, v in original.state_dict().items() if not k.startswith("fc.")}, **replaced}
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda path, _: path.write_bytes(b"PK\x03\x04 torn"), r"cannot load .* torn, or not a PyTorch file"),
+        (lambda path, m: torch.save({"x": RunsCodeWhenUnpickled(m)}, path), r"cannot load .* never unpickled"),
+        (lambda path, _: torch.save([1, 2], path), "is not a state_dict"),
+        (lambda path, _: torch.save({"conv1.wieght": torch.zeros(3)}, path), r"does not fit ResNet50: \d+ missing"),
+    ],
+    ids=["torn", "code", "list", "keys"],
+)
+def test_unusable_pretrained_weights_are_a_user_error_that_says_why(original, tmp_path, write, message):
+    weights, marker = tmp_path / "resnet50.pth", tmp_path / "code-ran"
+    write(weights, marker)
+    with pytest.raises(UserError, match=message) as refused:
+        load_backbone(build_model(HEAD), weights)
+    assert "weights_only=False" not in str(refused.value) and not marker.exists()
+
+
+def test_pretrained_weights_of_another_shape_are_a_user_error(original, tmp_path):
+    """Right names, wrong shapes (another ResNet's width): load_state_dict's RuntimeError becomes the reason."""
+    torch.save(backbone_state(original, **{"layer1.0.conv1.weight": torch.zeros(32, 64, 1, 1)}), tmp_path / "w.pt")
+    with pytest.raises(UserError, match=r"does not fit ResNet50: 1 tensor\(s\) of another shape .*layer1\.0\.conv1"):
+        load_backbone(build_model(HEAD), tmp_path / "w.pt")
 
 
 def rewrite_config(directory: Path, **changes) -> None:
