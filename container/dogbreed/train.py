@@ -3,6 +3,7 @@ boundary."""
 
 import argparse
 import dataclasses
+import io
 import logging
 import os
 import sys
@@ -270,6 +271,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     """INFO lines (metric lines included) to stdout, where SageMaker's metric regexes read them."""
     package = logging.getLogger(__package__)
     package.setLevel(level)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a non-UTF-8 file name is logged escaped, not lost to an error
+        sys.stdout.reconfigure(errors="backslashreplace")
     if not package.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -282,7 +285,9 @@ def _fail(paths: Paths, message: str, code: int) -> int:
     log.error("training failed: %s", message)
     try:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
-        paths.failure_file.write_text(message + "\n")
+        paths.failure_file.write_text(
+            message + "\n", encoding="utf-8", errors="backslashreplace"
+        )  # a non-UTF-8 file name
     except OSError as exc:
         log.error(
             "cannot write %s (%s): the failure reason above is only in this log", paths.failure_file, describe(exc)

@@ -2,6 +2,7 @@
 bad setups fail before any epoch."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -103,6 +104,15 @@ def test_class_without_training_images_fails_before_training(sm_tree):
     assert run_in_process(base) == train.EXIT_USER_ERROR
     assert "1 class folder(s) in " in first_line_of_failure(base)
     assert "hold no readable training image: 002.Afghan_hound" in first_line_of_failure(base)
+
+
+def test_a_name_that_is_not_utf8_is_written_to_the_failure_file_escaped(sm_tree):
+    """A folder named in Latin-1 (a tar made on an old system): its name reaches Python as surrogate escapes, which
+    the failure file and the log must carry rather than crash on."""
+    base = sm_tree(HEAD_ONLY)
+    os.mkdir(bytes(base / "input" / "data" / "training" / "train") + b"/004.Caf\xe9")  # a class with no image
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert "004.Caf\\udce9" in first_line_of_failure(base)
 
 
 def test_unwritable_checkpoint_dir_fails_before_training_naming_it(sm_tree, tmp_path):
