@@ -4,6 +4,7 @@ test accuracy with the confusion matrix (PNG), and recommendations."""
 import csv
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -51,14 +52,25 @@ def _write_files(out_dir: Path, report: dict, class_names: list[str], confusion:
     history = report["epochs"]
     (out_dir / METRICS_JSON).write_text(json.dumps(report, indent=2))
     if confusion is not None:
-        plot_confusion(class_names, confusion, out_dir / CONFUSION_PLOT)
+        _draw(plot_confusion, class_names, confusion, out_dir / CONFUSION_PLOT)
     if history:
         with (out_dir / METRICS_CSV).open("w", newline="") as handle:
             columns = dict.fromkeys(key for row in history for key in row)  # rows resumed from older runs may lack some
             writer = csv.DictWriter(handle, fieldnames=list(columns))
             writer.writeheader()
             writer.writerows(history)
-        plot_losses(history, out_dir / LOSS_PLOT)
+        _draw(plot_losses, history, out_dir / LOSS_PLOT)
+
+
+def _draw(plot: Callable[..., None], *args: object) -> None:
+    """A plot is a picture of figures the JSON and CSV already hold: one that fails is a warning, not a job lost
+    after its model was written."""
+    try:
+        plot(*args)
+    except Exception as exc:  # matplotlib raises many types (fonts, layout, text)
+        log.warning(
+            "could not draw %s (%s: %s); its figures are in %s", args[-1], type(exc).__name__, exc, METRICS_JSON
+        )
 
 
 def _pyplot():
@@ -78,8 +90,10 @@ def plot_confusion(class_names: list[str], confusion: torch.Tensor, target: Path
     ax.imshow(confusion.numpy(), cmap="Blues")
     ticks = range(len(class_names))
     font = 8 if len(class_names) <= 20 else 4
-    ax.set_xticks(ticks, class_names, rotation=90, fontsize=font)
-    ax.set_yticks(ticks, class_names, fontsize=font)
+    # Names as written: "$" is no TeX (parse_math), a non-UTF-8 byte of a folder name is shown escaped.
+    labels = [name.encode("utf-8", "backslashreplace").decode() for name in class_names]
+    ax.set_xticks(ticks, labels, rotation=90, fontsize=font, parse_math=False)
+    ax.set_yticks(ticks, labels, fontsize=font, parse_math=False)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test split)")
     fig.tight_layout()
     fig.savefig(target, dpi=100)
