@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .contract.hyperparams import Hyperparameters
+from .engine import Interrupted
 from .errors import UserError
 from .files import load_tensors, torch_bytes, write_atomically, writing
 from .model import HeadConfig
@@ -197,6 +198,21 @@ class StopFlag:
     def _handle(self, signum: int, _frame: object) -> None:
         log.warning("received signal %d: stopping after the current batch and saving a checkpoint", signum)
         self.requested = True
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """For the whole job: SIGTERM raises Interrupted at once (unpacking, scanning) until training installs its flag
+    (stop_on_sigterm). A process without a handler would die of it, or, as PID 1 in a container, ignore it."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(f"received signal {signum} before training started (unpacking or reading the data)")
 
 
 @contextlib.contextmanager

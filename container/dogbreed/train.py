@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from . import archives, data, quantize, recipes, reporting, selection
-from .checkpoint import Best, Checkpoint, Checkpointer, signature, stop_on_sigterm
+from .checkpoint import Best, Checkpoint, Checkpointer, interrupt_on_sigterm, signature, stop_on_sigterm
 from .contract import metrics
 from .contract.channels import PRETRAINED
 from .contract.hyperparams import Hyperparameters
@@ -57,7 +57,8 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
     configure_logging()
     paths = paths_from_environ(environ)
     try:
-        launch(environ)
+        with interrupt_on_sigterm():
+            launch(environ)
     except Interrupted as exc:
         return _fail(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
     except UserError as exc:
@@ -104,12 +105,14 @@ def check_outputs(env: TrainingEnv) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the epochs leave: one metric row per epoch, the final metrics of the delivered (best) epoch, and the
-    test confusion matrix (rows = true class; None without a test split)."""
+    """What the epochs leave: one metric row per epoch, the final metrics of the delivered (best) epoch, the test
+    confusion matrix (rows = true class; None without a test split or when stopped), and whether SIGTERM cut the
+    epochs short."""
 
     history: list[dict]
     final: dict
     confusion: torch.Tensor | None
+    stopped: bool = False
 
 
 def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> None:
@@ -131,6 +134,11 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         outcome = train(recipe, checkpoints, head.num_classes, env=env, hps=hps, node=node, should_stop=should_stop)
         if node.is_master:
             deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, hps=hps)
+        if outcome.stopped:
+            raise Interrupted(
+                f"checkpoint saved after {outcome.final['epochs']} complete epoch(s), and the best epoch's model so "
+                f"far (epoch {outcome.final['best_epoch']}) delivered to {env.paths.model_dir}; rerun to resume"
+            )
 
 
 def train(
@@ -161,8 +169,10 @@ def train(
     profile_dir = env.paths.output_data_dir / "profile" if hps.profile and node.is_master else None
     epochs = Epochs(hps, recipe, loop, hook, checkpoints, classes, profile_dir)
     try:
-        history, best = epochs.fit(resumed, best)
-        return epochs.finish(history, best)
+        history, best, stopped = epochs.fit(resumed, best)
+        if best is None:
+            raise Interrupted("SIGTERM before the first epoch ended: checkpoint saved; rerun to resume")
+        return epochs.finish(history, best, stopped=stopped)
     finally:
         hook.close()
 
@@ -177,15 +187,17 @@ def deliver(
     preprocess: PreprocessConfig,
     hps: Hyperparameters,
 ) -> None:
-    """The master's outputs: the model artifact with its int8 variant (unless int8=false), and the training reports."""
+    """The master's outputs: the model artifact with its int8 variant (unless int8=false, or when stopped: SageMaker
+    gives a stopped job 120 s), and the training reports."""
     final = outcome.final
     save_artifact(
         paths.model_dir, model, class_names=splits.class_names, head=head, preprocess=preprocess, metrics=final
     )
-    if hps.int8:
+    if hps.int8 and not outcome.stopped:
         quantize.write_int8(paths.model_dir, model, splits, preprocess, hps.seed)
     else:
-        quantize.save_int8(paths.model_dir, None, {"passed": False, "skipped": "int8=false"})
+        skipped = "stopped by SIGTERM: rerun the job to finish it" if outcome.stopped else "int8=false"
+        quantize.save_int8(paths.model_dir, None, {"passed": False, "skipped": skipped})
     reporting.write_reports(paths.output_data_dir, outcome.history, final, splits.class_names, outcome.confusion)
     log.info("model written to %s (epoch %d, by %s)", paths.model_dir, final["best_epoch"], final["select_by"])
 
@@ -202,10 +214,10 @@ class Epochs:
     classes: int
     profile_dir: Path | None  # profile=true: the master traces its first epoch here; None: no trace in this process
 
-    def fit(self, resumed: Checkpoint | None, best: Best | None) -> tuple[list[dict], Best]:
+    def fit(self, resumed: Checkpoint | None, best: Best | None) -> tuple[list[dict], Best | None, bool]:
         """Epochs from the checkpoint's next one; after each, the best model so far (when it changed) and a
         checkpoint; on SIGTERM, one more checkpoint, then stop; stop early after `patience` epochs without
-        improvement. Returns the history and the best epoch."""
+        improvement. Returns the history, the best epoch (None: stopped before any) and whether SIGTERM stopped it."""
         history = list(resumed.history) if resumed else []
         start = resumed.epochs_done if resumed else 0
         for epoch in range(start + 1, self.hps.epochs + 1):
@@ -215,12 +227,12 @@ class Epochs:
                 row = self.epoch(epoch, self.profile_dir if epoch == start + 1 else None)
             except Interrupted:
                 self.checkpoints.save(self.loop.optimizer, history)
-                raise Interrupted(f"checkpoint saved after {len(history)} complete epoch(s); rerun to resume") from None
+                return history, best, True
             history.append(row)
             if selection.better(row, best.row if best else None, self.hps.select_by):
                 best = self.checkpoints.keep_best(row)
             self.checkpoints.save(self.loop.optimizer, history)
-        return history, best or self.checkpoints.keep_best(history[-1])
+        return history, best or self.checkpoints.keep_best(history[-1]), False
 
     def out_of_patience(self, history: list[dict]) -> bool:
         hps = self.hps
@@ -251,20 +263,22 @@ class Epochs:
         log.info(metrics.epoch_line(epoch, values))
         return {"epoch": epoch, **values, "seconds": round(time.monotonic() - started, 3)}
 
-    def finish(self, history: list[dict], best: Best) -> Outcome:
+    def finish(self, history: list[dict], best: Best, *, stopped: bool) -> Outcome:
         """Load the best epoch's weights; final metrics are its validation figures and the test split's on it
-        (with the test confusion matrix)."""
+        (with the test confusion matrix), but for a stopped job (SageMaker gives it 120 s): its validation figures."""
         self.checkpoints.restore(best.model)
         final = {"best_epoch": best.epoch, "select_by": self.hps.select_by, "epochs": len(history)}
+        if stopped:
+            final["stopped"] = "SIGTERM: the best epoch so far, untested; rerun the job to finish it"
         values = {key: best.row[key] for key in ("valid_loss", "valid_acc")}
         confusion = None
-        if self.recipe.test is not None:
+        if self.recipe.test is not None and not stopped:
             self.hook.eval()
             confusion = torch.zeros(self.classes, self.classes, dtype=torch.int64)
             tested = self.loop.evaluate(self.recipe.test, confusion)
             values.update(test_loss=tested.loss, test_acc=tested.acc)
         log.info(metrics.final_line(best.epoch, values))
-        return Outcome(history, {**final, **values}, confusion)
+        return Outcome(history, {**final, **values}, confusion, stopped)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -91,7 +91,9 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -
     assert "training stopped by SIGTERM" in (opt_ml / "output" / "failure").read_text()
     newest = sorted(checkpoints.glob("checkpoint-*.pt"))[-1]
     done = torch.load(newest, weights_only=True)["epochs_done"]
-    assert 1 <= done < 6 and not (opt_ml / "model").exists()
+    assert 1 <= done < 6
+    stopped = json.loads((opt_ml / "model" / "model_config.json").read_text())["metrics"]  # what SageMaker uploads
+    assert "stopped" in stopped and stopped["best_epoch"] <= done
 
     rerun = docker_train(image, opt_ml, *mount)
     assert f"resuming from /opt/ml/checkpoints/{newest.name} after {done} completed epoch(s)" in rerun.stdout

@@ -1,10 +1,13 @@
-"""Spot interruption: a real SIGTERM mid-epoch leaves a checkpoint and the best model so far; the rerun resumes at
-the next epoch and delivers the best epoch across both runs."""
+"""Spot interruption and StopTrainingJob: a real SIGTERM mid-epoch leaves a checkpoint and delivers the best model so
+far; the rerun resumes at the next epoch and delivers the best epoch across both runs. A SIGTERM before training
+(while an archive unpacks) stops the job at once."""
 
 import json
 import re
+import shutil
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -51,8 +54,15 @@ def test_sigterm_checkpoints_and_rerun_resumes_with_the_best_epoch(sm_tree, star
     saved = torch.load(newest, weights_only=True)
     done = saved["epochs_done"]
     assert {key.split(".")[0] for key in saved["model"]} == {"fc"}  # fine_tune=head: the frozen backbone is rebuilt
-    assert 1 <= done < 4 and not (base / "model").exists()
-    assert torch.load(base / "checkpoints" / "best.pt", weights_only=True)["epoch"] <= done
+    assert 1 <= done < 4
+    stopped_best = torch.load(base / "checkpoints" / "best.pt", weights_only=True)["epoch"]
+    assert stopped_best <= done
+    # SageMaker uploads /opt/ml/model of a stopped job: it holds the best epoch so far, said to be untested
+    stopped_config = json.loads((base / "model" / "model_config.json").read_text())
+    assert stopped_config["metrics"]["best_epoch"] == stopped_best and "stopped" in stopped_config["metrics"]
+    assert stopped_config["int8"]["skipped"].startswith("stopped by SIGTERM")
+    assert f"best epoch's model so far (epoch {stopped_best}) delivered" in (base / "output" / "failure").read_text()
+    assert (base / "output" / "data" / "metrics.json").is_file()
 
     rerun = run_train(base)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -66,8 +76,32 @@ def test_sigterm_checkpoints_and_rerun_resumes_with_the_best_epoch(sm_tree, star
     assert (int(epoch), float(valid_loss), float(valid_acc)) == (best, *rows[best])
     config = json.loads((base / "model" / "model_config.json").read_text())
     assert config["metrics"]["best_epoch"] == best and config["metrics"]["epochs"] == 4
+    assert "stopped" not in config["metrics"] and "skipped" not in config["int8"]
 
     data = base / "input" / "data" / "training"
     assert abs(evaluate_artifact(base / "model", data / "valid")[0] - rows[best][0]) < 1e-3  # the best epoch's weights
     assert abs(evaluate_artifact(base / "model", data / "test")[1] - float(test_acc)) < 1e-3
     print(f"stopped {stopped_after:.1f}s after SIGTERM with {done} epoch(s) checkpointed; best epoch {best} of 4")
+
+
+def test_sigterm_while_an_archive_unpacks_stops_the_job_at_once(sm_tree, start_train):
+    """Before the epochs there is nothing to save, but a stop must still stop: without a handler the process
+    would die of the signal (or ignore it, as a container's PID 1) and train on."""
+    base = sm_tree({"epochs": "1"}, per_class=2)
+    channel = base / "input" / "data" / "training"
+    with zipfile.ZipFile(base / "dogImages.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for folder in channel.rglob("*"):
+            archive.write(folder, folder.relative_to(channel))
+        with archive.open("padding.bin", "w") as padding:  # unpacking takes a few seconds
+            for _ in range(600):
+                padding.write(bytes(1 << 20))
+    shutil.rmtree(channel)
+    channel.mkdir()
+    (base / "dogImages.zip").rename(channel / "dogImages.zip")
+    process = start_train(base)
+    wait_for("input/unpacked/training/*", base)
+    process.send_signal(signal.SIGTERM)
+    log, _ = process.communicate(timeout=60)
+    assert process.returncode == train.EXIT_STOPPED, log
+    assert "before training started" in (base / "output" / "failure").read_text()
+    assert "epoch=" not in log and not (base / "model").exists()
