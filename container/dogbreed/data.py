@@ -271,13 +271,17 @@ def subset(dataset: ImageList, *, fraction: float, limit: int, seed: int) -> Ima
 def make_loader(
     dataset: Dataset, *, batch_size: int, train: bool, num_workers: int, seed: int, shard: tuple[int, int] | None
 ) -> DataLoader:
-    """Shuffled (training) or ordered loader; shard=(rank, world) gives each host its DistributedSampler slice."""
+    """Shuffled (training) or ordered loader; shard=(rank, world) gives each host its DistributedSampler slice.
+    A training epoch of more than one batch never ends on a batch of one image (dropped, another each epoch):
+    BatchNorm in training mode cannot normalise a single value per channel (fine_tune=all at image_size=32)."""
     sampler = None
     if shard is not None:
         sampler = DistributedSampler(dataset, num_replicas=shard[1], rank=shard[0], shuffle=train, seed=seed)
+    images = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        drop_last=train and images > batch_size and images % batch_size == 1,
         shuffle=train and sampler is None,
         sampler=sampler,
         collate_fn=collate_decoded,

@@ -3,7 +3,7 @@ of training, evaluation, backbone feature extraction (no env, no I/O)."""
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .contract import hyperparams
 from .contract.hyperparams import Hyperparameters
 from .distributed import Cluster
+from .errors import UserError
 from .hardware import feature_autocast, training_autocast
 
 # Each optimizer the contract names, built over the parameters that train.
@@ -108,7 +109,7 @@ class Loop:
                 continue
             inputs, labels = (t.to(self.device, non_blocking=True) for t in batch)
             self.optimizer.zero_grad(set_to_none=True)
-            with self.autocast():
+            with self.autocast(), _batch_of_one_explained():
                 outputs = self.model(inputs)
                 loss = self.criterion(outputs, labels)
             self._backward_step(loss)
@@ -186,6 +187,21 @@ def make_loop(
         lr_at=lr_schedule(hps, steps_per_epoch),
         steps_done=epochs_done * steps_per_epoch,
     )
+
+
+@contextlib.contextmanager
+def _batch_of_one_explained() -> Iterator[None]:
+    """BatchNorm in training mode refuses a batch whose channels hold one value each (one image, 1x1 feature maps at
+    image_size=32): what to change, instead of PyTorch's ValueError."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise UserError(
+            "a training batch of one image cannot train BatchNorm at this image_size (1x1 feature maps): "
+            "use batch_size >= 2, image_size >= 64, or fine_tune=head"
+        ) from None
 
 
 def _batch_totals(loss: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from torch.nn import functional
 from torch.utils.data import DataLoader, TensorDataset
 
 from dogbreed.contract.hyperparams import Hyperparameters, check_implemented
+from dogbreed.data import make_loader
 from dogbreed.distributed import Cluster
 from dogbreed.engine import (
     OPTIMIZERS,
@@ -18,7 +19,8 @@ from dogbreed.engine import (
     lr_schedule,
     make_loop,
 )
-from dogbreed.model import HeadConfig, build_model
+from dogbreed.errors import UserError
+from dogbreed.model import HeadConfig, build_model, freeze
 
 CONSTANT_SGD = {"optimizer": "sgd", "lr": "0.5", "momentum": "0", "lr_schedule": "none", "label_smoothing": "0"}
 
@@ -152,3 +154,23 @@ def test_the_head_on_cached_features_computes_what_the_whole_model_does():
     assert model.conv1.weight.is_contiguous()  # the model keeps its usual layout for saving
     with torch.no_grad():
         torch.testing.assert_close(model.fc(features.tensors[0]), model(images), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("images", "batches"), [(9, [8]), (10, [8, 2]), (8, [8]), (1, [1])])
+def test_a_training_epoch_never_ends_on_a_batch_of_one_image(images, batches):
+    """BatchNorm cannot train on one image of 1x1 feature maps: a last batch of one is dropped (another image each
+    epoch, as the order is shuffled); evaluation keeps every image."""
+    dataset = TensorDataset(torch.randn(images, 8), torch.zeros(images, dtype=torch.int64))
+    kwargs = {"batch_size": 8, "num_workers": 0, "seed": 0, "shard": None}
+    assert [len(labels) for _, labels in make_loader(dataset, train=True, **kwargs)] == batches
+    assert sum(len(labels) for _, labels in make_loader(dataset, train=False, **kwargs)) == images
+
+
+def test_a_batch_of_one_that_batchnorm_cannot_train_on_says_what_to_change():
+    torch.manual_seed(0)
+    model = build_model(HeadConfig(num_classes=3, hidden_units=8))
+    trained = freeze(model, "all")
+    data = loader(TensorDataset(torch.randn(1, 3, 32, 32), torch.zeros(1, dtype=torch.int64)), batch_size=1)
+    loop = make_loop(hyperparameters(), model, trained, Cluster(), steps_per_epoch=1)
+    with pytest.raises(UserError, match="use batch_size >= 2, image_size >= 64, or fine_tune=head"):
+        loop.train_epoch(data)
