@@ -115,7 +115,7 @@ def heic_like() -> bytes:
 
 def bad_requests() -> list[tuple[str, dict, bytes, int]]:
     """(name, headers, body, expected status): every error class of /invocations."""
-    good, pickled = jpeg(), npy(np.array([object()], dtype=object))
+    good, pickled, icon = jpeg(), npy(np.array([object()], dtype=object)), encode(photo(size=(64, 64)), "ICO")
     huge_npy = npy_header(shape=(99_999, 99_999, 3)) + b"\0" * 64
     upload = form(("a.jpg", good, "image/jpeg"), ("b.png", png(), "image/png"))
     jpg, js, xnpy = (
@@ -129,6 +129,13 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("form fields, no file (curl -d)", {"Content-Type": "application/x-www-form-urlencoded"}, b"name=rex&x=1", 415),
         ("multipart without its boundary", {"Content-Type": "multipart/form-data"}, good, 400),
         ("multipart of text fields only", *form(fields={"name": "rex"}), 400),
+        (
+            "multipart boundary in RFC 2231 form, not ASCII",
+            {"Content-Type": "multipart/form-data; boundary*=UTF-8''%E2%82%AC"},
+            "--\u20ac\r\nContent-Disposition: form-data; name=a; filename=a.jpg\r\n\r\n".encode() + good,
+            400,
+        ),
+        ("multipart boundary of 71 bytes", {"Content-Type": "multipart/form-data; boundary=" + "b" * 71}, good, 400),
         ("multipart cut short", upload[0], upload[1][: len(upload[1]) // 2], 400),
         ("multipart of 400 parts", *form(*[("a.jpg", good, "image/jpeg")] * 400), 413),
         ("multipart file declared image/heic", *form(("a.heic", heic_like(), "image/heic")), 415),
@@ -144,6 +151,8 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("empty jpeg body", jpg, b"", 400),
         ("empty json body", js, b"", 400),
         ("garbage as jpeg", jpg, b"this is not an image at all", 400),
+        ("icon (Pillow decodes ICO as it opens it: not read)", {"Content-Type": "image/x-icon"}, icon, 415),
+        ("icon as octet-stream", {"Content-Type": "application/octet-stream"}, icon, 400),
         ("garbage as octet-stream", {"Content-Type": "application/octet-stream"}, b"\x93NUMPY or not", 400),
         ("truncated jpeg", jpg, good[: len(good) // 2], 400),
         ("truncated png", {"Content-Type": "image/png"}, png()[:200], 400),

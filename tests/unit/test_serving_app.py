@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -218,6 +219,7 @@ def test_bad_request_corpus(client, name, headers, body, status):
     response = client.post("/invocations", data=body, headers=headers)
     assert response.status_code == status, (name, response.get_json())
     assert response.is_json and response.get_json()["error"]
+    assert not re.search(r" at 0x[0-9a-f]+", response.get_json()["error"])  # no object's memory address
 
 
 def test_payload_limit_5_9_mb_accepted_6_1_mb_refused(client):

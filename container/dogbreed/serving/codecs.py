@@ -122,6 +122,15 @@ def guard_decompression_bombs() -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
+OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def reason(exc: Exception) -> str:
+    """A library's exception as a client may read it: its type and message, without the memory addresses of objects
+    it names (Pillow's "<_io.BytesIO object at 0x7f...>", numpy's "<ast.Call object at 0x...>")."""
+    return f"{type(exc).__name__}: {OBJECT_REPR.sub('', str(exc))}"
+
+
 @contextmanager
 def pillow_errors(where: str, unreadable: Callable[[Exception], ServingError] | None = None) -> Iterator[None]:
     """Pillow opening or decoding `where`: a decompression bomb is a 413 (here only, for opening and decoding
@@ -134,7 +143,7 @@ def pillow_errors(where: str, unreadable: Callable[[Exception], ServingError] | 
     except Exception as exc:
         if unreadable is not None:
             raise unreadable(exc) from None
-        raise ServingError(f"{where} cannot be decoded ({type(exc).__name__}: {exc})") from None
+        raise ServingError(f"{where} cannot be decoded ({reason(exc)})") from None
 
 
 def check_size(width: int, height: int, limits: DecodeLimits, where: str = "image") -> None:
@@ -188,7 +197,7 @@ def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
     kind, _, declared = media_type.partition("/")
     if kind == "image" and declared not in READABLE_SUBTYPES:  # e.g. image/heic: a format we do not read
         return UnsupportedMediaType(f"Content-Type {media_type}: this server reads only {formats} images")
-    return ServingError(f"cannot identify a {formats} image in {where} ({type(exc).__name__}: {exc})")
+    return ServingError(f"cannot identify a {formats} image in {where} ({reason(exc)})")
 
 
 def decode_image(body: bytes, limits: DecodeLimits, media_type: str = "") -> list[Image_]:
@@ -298,7 +307,7 @@ def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list
             raise ValueError(f".npy format version {version} is not supported (use 1.0 or 2.0)")
         shape, _, dtype = read_header[version](stream)
     except ValueError as exc:
-        raise ServingError(f"not a .npy array: {exc}") from None
+        raise ServingError(f"not a .npy array: {reason(exc)}") from None
     if dtype != np.uint8 or len(shape) not in (3, 4) or shape[-1] != 3 or min(shape) < 1:
         raise ServingError(f"expected a uint8 array of shape HxWx3 or NxHxWx3, got {dtype} {shape}")
     if math.prod(shape) != len(body) - stream.tell():
@@ -368,10 +377,16 @@ def _form_files(body: bytes, boundary: str) -> list[tuple[str, str, bytes]]:
     return [(name, part_type, b"".join(chunks)) for name, part_type, chunks in files]
 
 
+# RFC 2046 section 5.1.1: 1 to 70 of these characters, not ending in a space (what curl, browsers and requests send).
+BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+
+
 def _form_data_decoder(content_type: str) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
     boundary = parse_options_header(content_type)[1].get("boundary")
     if not boundary:
         raise ServingError(f"Content-Type {FORM_DATA} needs its boundary parameter (as curl -F and browsers send it)")
+    if not BOUNDARY.fullmatch(boundary):
+        raise ServingError(f"the {FORM_DATA} boundary {boundary!r} is not 1-70 of the characters RFC 2046 allows")
     return functools.partial(decode_form_data, boundary=boundary)
 
 
