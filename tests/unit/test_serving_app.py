@@ -276,3 +276,29 @@ def test_batch_transform_answers_an_unreadable_image_in_its_record_and_a_wrong_s
     assert (
         post(create_app(predictor, ServingEnv(model_dir=model_dir)).test_client(), b"x", "image/png").status_code == 400
     )
+
+
+def test_batch_transform_json_lines_answer_every_record_on_its_own_line(predictor, model_dir):
+    """SplitType=Line, AssembleWith=Line: a bad record costs its own line only, so the others' answers are kept and
+    every answer stays beside its record (join_source=Input); outside batch mode it is the request's 400."""
+    batch_env = ServingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(model_dir.parent), "SAGEMAKER_BATCH": "true"})
+    client = create_app(predictor, batch_env).test_client()
+    images = [jpeg(i, seed=i) for i in range(2)]
+    records = [
+        json.dumps({"b64": b64(images[0])}),
+        '{"b64": "bm90IGFuIGltYWdl"}',
+        "{not json",
+        json.dumps(b64(images[1])),
+    ]
+    body = "\n".join(records).encode()
+    answer = post(client, body, "application/jsonlines", Accept="application/jsonlines")
+    assert (answer.status_code, answer.mimetype) == (200, "application/jsonlines")
+    lines = [json.loads(line) for line in answer.data.splitlines()]
+    assert len(lines) == 4 and [line["status"] for line in lines[1:3]] == [400, 400]
+    assert "line 2" in lines[1]["error"] and "malformed JSON in line 3" in lines[2]["error"]
+    alone = [post(client, image, "image/jpeg").get_json()[0] for image in images]
+    np.testing.assert_allclose([lines[0], lines[3]], alone, atol=1e-5)
+    every_bad = post(client, b"{}\n[]\n", "application/jsonlines", Accept="application/jsonlines")
+    assert [json.loads(line)["status"] for line in every_bad.data.splitlines()] == [400, 400]
+    online = create_app(predictor, ServingEnv(model_dir=model_dir)).test_client()
+    assert post(online, body, "application/jsonlines", Accept="application/jsonlines").status_code == 400

@@ -50,17 +50,35 @@ def test_json_lines_records_in_order_blank_lines_skipped():
     lines = [
         json.dumps({"b64": b64(images[0])}),
         "",
-        json.dumps([b64(images[1]), b64(images[2])]) + "\r",
+        json.dumps([b64(images[1])]) + "\r",
         "   ",
+        json.dumps({"instances": [{"b64": b64(images[2])}]}),
         json.dumps(b64(images[3])),
     ]
     decoded = codecs.decoder_for("application/jsonlines")("\n".join(lines).encode(), LIMITS)
     assert [image.opened.size[0] for image in decoded] == [40, 50, 60, 70]
 
 
+def test_a_json_lines_record_is_one_image_so_answer_lines_match_records():
+    two = json.dumps([b64(jpeg(0)), b64(jpeg(1))]).encode()
+    with pytest.raises(ServingError, match="line 2 holds 2 images: a JSON Lines record is one image"):
+        codecs.decode_json_lines(json.dumps(b64(jpeg(0))).encode() + b"\n" + two, LIMITS)
+
+
+def test_json_lines_records_keep_each_refusal_in_its_place():
+    records = codecs.json_lines_records(
+        b'"%s"\n{"b64": 7}\n"%s"' % (b64(jpeg(0)).encode(), b64(png()).encode()), LIMITS
+    )
+    assert [type(record).__name__ for record in records] == ["EncodedImage", "ServingError", "EncodedImage"]
+    assert "line 2" in str(records[1])
+    over = codecs.DecodeLimits(max_pixels=40_000_000, max_request_pixels=100)  # the request as a whole: still refused
+    with pytest.raises(PayloadTooLarge):
+        codecs.json_lines_records(json.dumps(b64(jpeg(0))).encode(), over)
+
+
 def test_json_lines_errors_name_the_line_and_the_count_is_bounded_before_parsing():
     with pytest.raises(ServingError, match="malformed JSON in line 2"):
-        codecs.decode_json_lines(b'"A"\n{"b64": \n', LIMITS)
+        codecs.decode_json_lines(json.dumps(b64(jpeg(0))).encode() + b'\n{"b64": \n', LIMITS)
     with pytest.raises(ServingError, match="no images"):
         codecs.decode_json_lines(b"\n \n\t\n", LIMITS)
     too_many = b"\n".join([b"not even JSON"] * (codecs.MAX_IMAGES_PER_REQUEST + 1))

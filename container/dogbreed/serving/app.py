@@ -4,7 +4,8 @@ Never imports torch: it is handed a model object with `class_names` and `predict
 
   GET  /ping                  200, empty body, once the model is loaded; 503 {"error": reason} if it
                               could not be loaded (the reason is also in the log).
-  POST /invocations           formats in dogbreed.serving.codecs.
+  POST /invocations           formats in dogbreed.serving.codecs; in a batch transform job, JSON Lines records are
+                              answered one line each, a refused record by its error line.
   GET  /execution-parameters  {"MaxConcurrentTransforms": n, "BatchStrategy": s, "MaxPayloadInMB": m}
 
 Every error answers {"error": "<message>"} with its status: 400 bad body, 406 Accept, 413 too large,
@@ -75,12 +76,34 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
         )
         if not body:
             raise ServingError("empty request body")
+        if (
+            env.batch == "true"
+            and media_type in codecs.JSON_LINES_TYPES
+            and response_format.media_type == codecs.JSON_LINES
+        ):
+            return _answer_records(model, body, limits, response_format)
         probabilities = model.predict(decode(body, limits, media_type))
         payload = codecs.encode(probabilities, model.class_names, response_format)
         return Response(payload, status=200, mimetype=response_format.media_type)
 
     _register_error_handlers(app, env)
     return app
+
+
+def _answer_records(
+    model: Model, body: bytes, limits: codecs.DecodeLimits, response: codecs.ResponseFormat
+) -> Response:
+    """A batch transform job's JSON Lines in and out (SplitType=Line, AssembleWith=Line): one answer line per record,
+    a record that cannot be served answered by its {"error", "status"} line, so the others' answers are kept and
+    every line stays beside its record (join_source=Input)."""
+    records = codecs.json_lines_records(body, limits)
+    for number, record in enumerate(records, 1):
+        if isinstance(record, ServingError):
+            log.info("record %d refused (%d): %s", number, record.status, record)
+    served = [record for record in records if not isinstance(record, ServingError)]
+    probabilities = model.predict(served) if served else np.empty((0, len(model.class_names)), np.float32)
+    payload = codecs.encode_json_lines_records(records, probabilities, model.class_names, response.top_k)
+    return Response(payload, status=200, mimetype=response.media_type)
 
 
 # The body limit (ServingEnv.max_payload_bytes) is applied here only: _read_body refuses a body over it, and

@@ -285,16 +285,45 @@ def decode_json(body: bytes, limits: DecodeLimits, media_type: str = JSON) -> li
 
 
 def decode_json_lines(body: bytes, limits: DecodeLimits, media_type: str = JSON_LINES) -> list[Image_]:
-    """One JSON document per line, each in any of decode_json's shapes (batch transform's SplitType=Line packs
-    several lines into a request); blank lines are skipped. Lines are found lazily and counted before any is
-    parsed, so a body of a million lines costs no more than reading it."""
+    """One image per line, each line in any of decode_json's shapes (batch transform's SplitType=Line packs several
+    lines into a request), so that answer line N is record N's; blank lines are skipped."""
+    lines = _json_lines(body)
+    return _open_images(len(lines), (_record(number, line, limits) for number, line in enumerate(lines, 1)), limits)
+
+
+def json_lines_records(body: bytes, limits: DecodeLimits) -> list[Image_ | ServingError]:
+    """decode_json_lines for a batch transform job: a record that cannot be served (400, 413) is its error, in its
+    place, so one bad image costs one answer line; the record count and the pixels of all records served still
+    refuse the request as a whole."""
+    lines = _json_lines(body)
+    _check_count(len(lines))
+    records = [_record_or_error(number, line, limits) for number, line in enumerate(lines, 1)]
+    if served := [record.opened.size for record in records if isinstance(record, EncodedImage)]:
+        check_request(served, limits)
+    return records
+
+
+def _json_lines(body: bytes) -> list[bytes]:
+    """The non-blank lines, found lazily and counted before any is parsed: a body of a million lines costs no more
+    than reading it."""
     lines = list(itertools.islice(re.finditer(rb"\S[^\n]*", body), MAX_IMAGES_PER_REQUEST + 1))
     if len(lines) > MAX_IMAGES_PER_REQUEST:
         raise PayloadTooLarge(f"more than {MAX_IMAGES_PER_REQUEST} JSON Lines records in one request (one image each)")
-    items = [
-        item for number, line in enumerate(lines, 1) for item in _json_items(_parse_json(line[0], f" in line {number}"))
-    ]
-    return _open_base64_images(items, limits)
+    return [line[0] for line in lines]
+
+
+def _record(number: int, line: bytes, limits: DecodeLimits) -> EncodedImage:
+    items = _json_items(_parse_json(line, f" in line {number}"))
+    if len(items) != 1:
+        raise ServingError(f"line {number} holds {len(items)} images: a JSON Lines record is one image")
+    return open_image(_b64(items[0], f"line {number}"), limits, f"line {number}")
+
+
+def _record_or_error(number: int, line: bytes, limits: DecodeLimits) -> EncodedImage | ServingError:
+    try:
+        return _record(number, line, limits)
+    except ServingError as exc:
+        return exc
 
 
 def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list[Image_]:
@@ -533,6 +562,20 @@ def encode_json_lines(probabilities: np.ndarray, class_names: list[str], top_k: 
     """One line per image: its probability list, or its labelled prediction (as encode_json's, one per line)."""
     rows = _labelled(probabilities, class_names, top_k)["predictions"] if top_k else np.ascontiguousarray(probabilities)
     return b"".join(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for row in rows)
+
+
+def encode_json_lines_records(
+    records: list[Image_ | ServingError], probabilities: np.ndarray, class_names: list[str], top_k: int | None
+) -> bytes:
+    """encode_json_lines of the records served (probabilities, in order), a refused record's {"error", "status"}
+    line in its place."""
+    rows = iter(encode_json_lines(probabilities, class_names, top_k).splitlines(keepends=True))
+    return b"".join(
+        orjson.dumps({"error": str(record), "status": record.status}) + b"\n"
+        if isinstance(record, ServingError)
+        else next(rows)
+        for record in records
+    )
 
 
 def encode_csv(probabilities: np.ndarray, class_names: list[str], top_k: int | None) -> bytes:
