@@ -178,35 +178,60 @@ def class_folders(root: Path) -> list[str]:
     return [p.name for p in subfolders(root)]
 
 
-def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Files at any depth under folder (none if it is missing), sorted, like ImageFolder: those named as images
-    (IMAGE_EXTENSIONS), and the others. Symlinked directories are followed, each directory once (a symlink cycle
-    ends); names starting with '.' are skipped (._x.jpg, .ipynb_checkpoints/)."""
-    images, others, seen = [], [], set()
-    _first_visit(folder, seen)
+def image_files(root: Path, name: str) -> tuple[list[Path], list[Path]]:
+    """Files at any depth under the class folder root/name (none if it is missing), sorted, like ImageFolder: those
+    named as images (IMAGE_EXTENSIONS), and the others. Symlinked directories are followed, each directory once (a
+    symlink cycle ends), except one leading back into the split's other classes (_relabels): it is skipped with a
+    warning. Names starting with '.' are skipped (._x.jpg, .ipynb_checkpoints/)."""
+    folder, relabels, seen = root / name, _relabels(root, name), set()
+    images, others = [], []
+    if not _first_visit(folder, seen, relabels):
+        return [], []
     for top, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = [
             d
             for d in sorted(dirs)
-            if not d.startswith(".") and d not in IGNORED_FOLDERS and _first_visit(Path(top, d), seen)
+            if not d.startswith(".") and d not in IGNORED_FOLDERS and _first_visit(Path(top, d), seen, relabels)
         ]
-        for name in files:
-            if not name.startswith("."):
-                (images if named_as_image(name) else others).append(Path(top, name))
+        for file in files:
+            if not file.startswith("."):
+                (images if named_as_image(file) else others).append(Path(top, file))
     return sorted(images), sorted(others)
 
 
-def _first_visit(directory: Path, seen: set[tuple[int, int]]) -> bool:
-    """True the first time the directory (by device and inode, whatever the path or symlink) is met."""
+def _relabels(root: Path, name: str) -> Callable[[Path, Path], bool]:
+    """Whether a directory (and its real path) would give class `name` other classes' images, warning when it would:
+    it holds the split's class folders (the split folder or an ancestor: `dirloop -> ..`) or the class folder
+    itself (an ancestor of where a symlinked class folder leads), or it lies in the split outside the class folder."""
+    split = root.resolve()
+    own = split / name
+    holders = {split, *split.parents, *own.resolve().parents}
+
+    def relabels(directory: Path, real: Path) -> bool:
+        if real not in holders and (not real.is_relative_to(split) or real.is_relative_to(own)):
+            return False
+        log.warning(
+            "skipped folder %s: it leads to %s, which holds other classes' images (they would be labelled %s too); "
+            "link only folders outside the split",
+            directory, real, name,
+        )  # fmt: skip
+        return True
+
+    return relabels
+
+
+def _first_visit(directory: Path, seen: set[tuple[int, int]], relabels: Callable[[Path, Path], bool]) -> bool:
+    """True the first time the directory (by device and inode, whatever the path or symlink) is met, unless it
+    relabels other classes' images."""
     try:
-        stat = directory.stat()
+        stat, real = directory.stat(), directory.resolve()
     except OSError:
         return False
     key = (stat.st_dev, stat.st_ino)
     if key in seen:
         return False
     seen.add(key)
-    return True
+    return not relabels(directory, real)
 
 
 def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
@@ -216,7 +241,7 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     not measured."""
     samples, skipped, others = [], {}, []
     for label, name in enumerate(class_names):
-        images, not_images = image_files(root / name)
+        images, not_images = image_files(root, name)
         others += not_images
         for path in filter(Path.is_file, images):
             if (problem := image_problem(path)) is None:

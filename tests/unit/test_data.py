@@ -135,6 +135,23 @@ def test_symlinked_folders_are_followed_and_a_symlink_cycle_ends(dog_images, tmp
     assert paths == [folder / "linked" / image.name for image in moved]
 
 
+def test_a_symlinked_folder_leading_to_other_classes_is_skipped_with_a_warning(dog_images, caplog):
+    """Links to the split folder (`dirloop -> ..`), to an ancestor of it, to another class's folder or into one would
+    label that class's images (or every image) with this class too: each is skipped, named in a warning."""
+    train = dog_images / "train"
+    before = load(dog_images).train.samples
+    (train / "002.Afghan_hound" / "dirloop").symlink_to("..", target_is_directory=True)
+    (train / "001.Affenpinscher" / "up").symlink_to(dog_images, target_is_directory=True)
+    (train / "003.Airedale_terrier" / "sibling").symlink_to(train / "001.Affenpinscher", target_is_directory=True)
+    nest(train / "001.Affenpinscher", "album")
+    (train / "003.Airedale_terrier" / "album").symlink_to(train / "001.Affenpinscher" / "album")
+    after = load(dog_images).train.samples
+    assert sorted(label for _, label in after) == sorted(label for _, label in before) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for link in ("002.Afghan_hound/dirloop", "001.Affenpinscher/up", "003.Airedale_terrier/sibling"):
+        assert f"skipped folder {train / link}: it leads to" in caplog.text
+    assert "which holds other classes' images (they would be labelled 002.Afghan_hound too)" in caplog.text
+
+
 def test_hidden_files_and_folders_are_skipped(dog_images, caplog):
     folder = dog_images / "train" / "001.Affenpinscher"
     first = sorted(folder.glob("*.jpg"))[0]
