@@ -283,14 +283,20 @@ def check_known_classes(class_names: list[str], folders: list[str], names: tuple
 
 
 def subset(dataset: ImageList, *, fraction: float, limit: int, seed: int) -> ImageList:
-    """A seeded random share (and cap) of the samples, to train on less data."""
+    """A seeded random share (and cap) of the samples, to train on less data; stratified: one image of each class
+    first (of as many classes as the count allows, picked at random), the rest at random."""
     count = max(1, round(len(dataset) * fraction))
     count = min(count, limit) if limit else count
     if count >= len(dataset):
         return dataset
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    first_of_class: dict[int, int] = {}
+    for index in order:
+        first_of_class.setdefault(dataset.samples[index][1], index)
+    firsts = set(list(first_of_class.values())[:count])
+    chosen = sorted([*firsts, *[index for index in order if index not in firsts][: count - len(firsts)]])
     log.info("training on %d of %d images (train_fraction/max_train_images)", count, len(dataset))
-    return ImageList([dataset.samples[i] for i in sorted(order[:count])], dataset.transform)
+    return ImageList([dataset.samples[i] for i in chosen], dataset.transform)
 
 
 def make_loader(

@@ -13,6 +13,7 @@ from . import data
 from .contract.hyperparams import CACHED_FEATURES, Hyperparameters, setting
 from .distributed import Cluster
 from .engine import extract_features
+from .errors import UserError
 from .presets import ClassificationPresetEval, ClassificationPresetTrain, PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,15 @@ class Batching:
 
 def image_datasets(splits: data.Splits, preprocess: PreprocessConfig, hps: Hyperparameters) -> Datasets:
     """The training images (train_fraction, max_train_images) through the training transform (augment), the
-    validation and test images through the evaluation transform."""
+    validation and test images through the evaluation transform. The subset keeps an image of every class (a class
+    the model never sees it can never predict): UserError when it is smaller than the number of classes."""
     train = data.subset(splits.train, fraction=hps.train_fraction, limit=hps.max_train_images, seed=hps.seed)
+    if len(train) < len(splits.class_names):
+        raise UserError(
+            f"train_fraction={hps.train_fraction:g} and max_train_images={hps.max_train_images} leave {len(train)} "
+            f"training image(s) for {len(splits.class_names)} classes: every class needs one, so raise them to keep "
+            f"at least {len(splits.class_names)} images"
+        )
     evaluate = ClassificationPresetEval(config=preprocess)
     return Datasets(
         train=train.with_transform(ClassificationPresetTrain(config=preprocess, augment=hps.augment)),

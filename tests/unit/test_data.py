@@ -222,6 +222,17 @@ def test_subset_is_seeded_and_capped(dog_images):
     assert len(data.subset(train, fraction=1.0, limit=2, seed=1)) == 2
 
 
+def test_subset_keeps_an_image_of_every_class_while_its_size_allows(dog_images):
+    """Stratified: with 30 images of class 0 and 3 of the others, a random 3 would often miss a class."""
+    source = next((dog_images / "train" / "001.Affenpinscher").glob("*.jpg"))
+    for number in range(27):
+        shutil.copy(source, source.with_name(f"copy{number}.jpg"))
+    train = load(dog_images).train
+    for seed in range(20):
+        assert sorted(label for _, label in data.subset(train, fraction=1.0, limit=3, seed=seed).samples) == [0, 1, 2]
+        assert len({label for _, label in data.subset(train, fraction=1.0, limit=2, seed=seed).samples}) == 2
+
+
 def test_sixteen_bit_grayscale_trains_as_its_eight_bit_twin_and_float_images_are_skipped(tmp_path, caplog):
     """Training decodes like serving (presets.decode_rgb): no 16-bit image clipped to white, no range guessed."""
     import numpy as np

@@ -108,9 +108,12 @@ class Hyperparameters:
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
     num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
     train_fraction: float = _hp(
-        1.0, _number(float, 1e-6, 1.0), "share of the training images used (a subset saves cost)"
+        1.0,
+        _number(float, 1e-6, 1.0),
+        "share of the training images used (a subset saves cost; it keeps an image of every class, and one smaller "
+        "than the number of classes fails the job)",
     )
-    max_train_images: int = _hp(0, _number(int, 0), "at most this many training images (0: all)")
+    max_train_images: int = _hp(0, _number(int, 0), "at most this many training images (0: all; as `train_fraction`)")
     valid_fraction: float = _hp(
         0.1,
         _number(float, 0.01, 0.5),
