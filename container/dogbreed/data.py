@@ -166,6 +166,20 @@ class ImageList(Dataset):
         return ImageList(self.samples, transform, self.undecodable)
 
 
+def check_decoded(train: ImageList, class_names: list[str], undecodable: torch.Tensor) -> None:
+    """Once every training image was read: UserError naming the classes none of whose images decoded (each passed
+    the scan but failed when read: truncated after a sound header, pixels decode_rgb refuses), as such a class
+    trains on no image. undecodable: train.undecodable, summed over the processes that each read a shard."""
+    labels = torch.tensor([label for _, label in train.samples], dtype=torch.int64)
+    failed = set(labels.tolist()) - set(labels[undecodable == 0].tolist())
+    if failed:
+        names = [class_names[label] for label in sorted(failed)]
+        raise UserError(
+            f"{len(names)} class(es) have no training image that decodes (every one was skipped as undecodable, "
+            f"see the warnings above): {', '.join(names[:5])}; replace their images with readable ones"
+        )
+
+
 def collate_decoded(batch: list[tuple[torch.Tensor, int] | None]) -> list[torch.Tensor] | None:
     """default_collate over the samples that decoded; None when none of the batch did."""
     decoded = [sample for sample in batch if sample is not None]

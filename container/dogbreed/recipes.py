@@ -31,10 +31,12 @@ class Datasets:
 @dataclass(frozen=True)
 class Recipe:
     """What a run trains and on what. The loop runs `module` forward and the debugger hooks it; `trained` are the
-    modules in train mode each epoch, whose state checkpoints and the best epoch keep."""
+    modules in train mode each epoch, whose state checkpoints and the best epoch keep; `images` are the training
+    images, whose undecodable ones are known once the first epoch (or the feature pass) has read them all."""
 
     module: nn.Module
     trained: list[nn.Module]
+    images: data.ImageList
     train: DataLoader
     valid: DataLoader
     test: DataLoader | None
@@ -108,7 +110,7 @@ def choose(
 
 def on_images(model: nn.Module, trained: list[nn.Module], images: Datasets, batching: Batching) -> Recipe:
     """The whole model runs forward on every batch of images; the `trained` modules learn, the rest stays frozen."""
-    return Recipe(model, trained, *batching.loaders(images))
+    return Recipe(model, trained, images.train, *batching.loaders(images))
 
 
 def on_cached_features(
@@ -127,4 +129,4 @@ def on_cached_features(
 
     test = features(images.test) if images.test is not None else None
     cached = Datasets(features(images.train), features(images.valid), test)
-    return Recipe(model.fc, [model.fc], *batching.loaders(cached))
+    return Recipe(model.fc, [model.fc], images.train, *batching.loaders(cached))

@@ -131,7 +131,7 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         recipe = recipes.choose(model.to(node.device), trained, images, hps=hps, node=node, should_stop=should_stop)
         job = signature(splits.class_names, head, hps)
         checkpoints = Checkpointer(env.checkpoint_dir, job, model, recipe.trained, writes=node.is_master)
-        outcome = train(recipe, checkpoints, head.num_classes, env=env, hps=hps, node=node, should_stop=should_stop)
+        outcome = train(recipe, checkpoints, splits.class_names, env=env, hps=hps, node=node, should_stop=should_stop)
         if node.is_master:
             deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, hps=hps)
         if outcome.stopped:
@@ -144,14 +144,14 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
 def train(
     recipe: Recipe,
     checkpoints: Checkpointer,
-    classes: int,
+    class_names: list[str],
     *,
     env: TrainingEnv,
     hps: Hyperparameters,
     node: Cluster,
     should_stop: Callable[[], bool],
 ) -> Outcome:
-    """Resume from the newest checkpoint, run the epochs, test the best epoch's model (on `classes` classes)."""
+    """Resume from the newest checkpoint, run the epochs, test the best epoch's model."""
     resumed, best = node.broadcast(checkpoints.saved() if node.is_master else None)
     if resumed is not None:
         checkpoints.restore(resumed.model)
@@ -167,7 +167,7 @@ def train(
     )
     hook = create_hook(env.debughook_config, recipe.module, loop.criterion)
     profile_dir = env.paths.output_data_dir / "profile" if hps.profile and node.is_master else None
-    epochs = Epochs(hps, recipe, loop, hook, checkpoints, classes, profile_dir)
+    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, profile_dir)
     try:
         history, best, stopped = epochs.fit(resumed, best)
         if best is None:
@@ -211,7 +211,7 @@ class Epochs:
     loop: Loop
     hook: NullHook
     checkpoints: Checkpointer
-    classes: int
+    class_names: list[str]  # in label order
     profile_dir: Path | None  # profile=true: the master traces its first epoch here; None: no trace in this process
 
     def fit(self, resumed: Checkpoint | None, best: Best | None) -> tuple[list[dict], Best | None, bool]:
@@ -228,11 +228,18 @@ class Epochs:
             except Interrupted:
                 self.checkpoints.save(self.loop.optimizer, history)
                 return history, best, True
+            if epoch == start + 1:
+                self.check_decoded()
             history.append(row)
             if selection.better(row, best.row if best else None, self.hps.select_by):
                 best = self.checkpoints.keep_best(row)
             self.checkpoints.save(self.loop.optimizer, history)
         return history, best or self.checkpoints.keep_best(history[-1]), False
+
+    def check_decoded(self) -> None:
+        """After this process's first epoch, every training image was read once, by one process or another."""
+        images = self.recipe.images
+        data.check_decoded(images, self.class_names, self.loop.reduce(images.undecodable.int()))
 
     def out_of_patience(self, history: list[dict]) -> bool:
         hps = self.hps
@@ -274,7 +281,7 @@ class Epochs:
         confusion = None
         if self.recipe.test is not None and not stopped:
             self.hook.eval()
-            confusion = torch.zeros(self.classes, self.classes, dtype=torch.int64)
+            confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
             tested = self.loop.evaluate(self.recipe.test, confusion)
             values.update(test_loss=tested.loss, test_acc=tested.acc)
         log.info(metrics.final_line(best.epoch, values))

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from dogbreed import data
 from dogbreed.errors import UserError
@@ -231,6 +232,21 @@ def test_subset_keeps_an_image_of_every_class_while_its_size_allows(dog_images):
     for seed in range(20):
         assert sorted(label for _, label in data.subset(train, fraction=1.0, limit=3, seed=seed).samples) == [0, 1, 2]
         assert len({label for _, label in data.subset(train, fraction=1.0, limit=2, seed=seed).samples}) == 2
+
+
+def test_a_class_none_of_whose_training_images_decodes_is_named(dog_images):
+    """A JPEG cut after its header passes the scan and fails when read: once every image was read (as the first
+    epoch reads them), a class left with none that decoded fails the job; one that lost some images does not."""
+    train = dog_images / "train"
+    for path in [*sorted(train.glob("002.*/*.jpg")), sorted(train.glob("003.*/*.jpg"))[0]]:
+        path.write_bytes(path.read_bytes()[:800])
+    splits = load(dog_images)
+    assert len(splits.train) == 9
+    decoded = [sample for sample in splits.train if sample is not None]
+    assert sorted(label for _, label in decoded) == [0, 0, 0, 2, 2]
+    with pytest.raises(UserError, match=r"1 class\(es\) have no training image that decodes .*: 002\.Afghan_hound;"):
+        data.check_decoded(splits.train, splits.class_names, splits.train.undecodable.int())
+    data.check_decoded(splits.train, splits.class_names, torch.zeros(9, dtype=torch.int32))  # none read yet
 
 
 def test_sixteen_bit_grayscale_trains_as_its_eight_bit_twin_and_float_images_are_skipped(tmp_path, caplog):
