@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 
 
 def unpack_channels(channels: Mapping[str, Path], scratch: Path) -> dict[str, Path]:
@@ -39,7 +40,7 @@ def archives_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    archives = sorted(p for p in entries if p.is_file() and p.name.lower().endswith(ZIP_SUFFIXES + TAR_SUFFIXES))
+    archives = sorted(p for p in entries if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES))
     if archives and any(p.is_dir() for p in entries):
         names = ", ".join(p.name for p in archives)
         log.warning("%s holds folders, so its archives are not unpacked: %s", folder, names)

@@ -13,6 +13,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from .archives import ARCHIVE_SUFFIXES
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
@@ -355,6 +356,7 @@ def load_splits(paths: SplitPaths, *, valid_fraction: float = Hyperparameters.va
         raise UserError(
             f"the train split at {paths.train} has {len(class_names)} class folder(s) {class_names}: a classifier "
             f"needs at least two (one folder per class: {paths.train}/<class>/*.jpg)"
+            + "".join(f"; {found}" for found in found_instead(paths.train))
         )
     scanned = {}
     for split in ("train", "valid", "test"):
@@ -365,6 +367,37 @@ def load_splits(paths: SplitPaths, *, valid_fraction: float = Hyperparameters.va
     if paths.valid is None:
         scanned["train"], scanned["valid"] = hold_out(scanned["train"], valid_fraction, paths.train)
     return Splits(class_names, scanned["train"], scanned["valid"], scanned.get("test"))
+
+
+def found_instead(root: Path) -> list[str]:
+    """What a split folder without enough class folders holds instead (images, archives, a manifest, split folders
+    nested too deep), each with how to lay the data out; ["<root> is empty"] when it holds nothing."""
+    files = sorted(p for p in root.rglob("*") if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    images = [p.name for p in files if p.parent == root and p.is_file() and named_as_image(p.name)]
+    packed = [p for p in files if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES)]
+    manifests = [p for p in files if p.is_file() and p.suffix.lower() == ".manifest"]
+    deeper = [p.parent for p in files if p.is_dir() and p.name.lower() == TRAIN]
+    found = []
+    if images:
+        found.append(
+            f"found {len(images)} image file(s) directly in {root} ({images[0]}, ...): put each class's images in "
+            f"its own folder, e.g. {root}/001.Affenpinscher/"
+        )
+    if packed:
+        found.append(
+            f"found archive(s) not unpacked: {', '.join(map(str, packed[:3]))}; an archive is unpacked only when it "
+            "lies directly in the channel's folder with no folder beside it"
+        )
+    if manifests:
+        found.append(
+            f"found {manifests[0]}: manifest files are not read; upload the images themselves, one folder per class"
+        )
+    if deeper:
+        found.append(
+            f"found a train/ split folder in {deeper[0]}, below more than {WRAPPER_DEPTH} wrapper folders: point the "
+            "channel at that folder (or upload it with fewer wrapper folders)"
+        )
+    return found if files else [f"{root} is empty"]
 
 
 def hold_out(train: ImageList, fraction: float, root: Path) -> tuple[ImageList, ImageList]:

@@ -51,6 +51,38 @@ def test_an_upload_wrapped_in_folders_is_found_whichever_channel_holds_it(dog_im
         data.find_splits({"train": dog_images, "val": dog_images / "Validation"})
 
 
+def test_a_layout_without_class_folders_says_what_it_found_and_how_to_lay_it_out(dog_images, tmp_path):
+    """Loose images, an archive below the channel's folder, a manifest, splits nested deeper than the wrapper folders
+    looked through, an empty folder: each is named in the error, with the layout to use instead."""
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for image in sorted((dog_images / "train").rglob("*.jpg")):
+        shutil.copy(image, loose / f"{image.parent.name}-{image.name}")
+    nested = tmp_path / "nested" / "upload"
+    nested.mkdir(parents=True)
+    (nested / "dogImages.zip").write_bytes(b"PK")
+    manifest = tmp_path / "manifest"
+    manifest.mkdir()
+    (manifest / "train.manifest").write_text('{"source-ref": "s3://b/x.jpg", "class": 0}\n')
+    deep = tmp_path / "deep" / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    dog_images.rename(deep / "dogImages")
+    (tmp_path / "empty").mkdir()
+    expected = {
+        "loose": f"found 9 image file(s) directly in {loose} (001.Affenpinscher-",
+        "nested": f"found archive(s) not unpacked: {nested / 'dogImages.zip'}; an archive is unpacked only when",
+        "manifest": f"found {manifest / 'train.manifest'}: manifest files are not read; upload the images themselves",
+        "deep": f"found a train/ split folder in {deep / 'dogImages'}, below more than 3 wrapper folders: point",
+        "empty": f"{tmp_path / 'empty'} is empty",
+    }
+    for channel, message in expected.items():
+        with pytest.raises(UserError, match="a classifier needs at least two") as raised:
+            data.load_splits(data.find_splits({"training": tmp_path / channel}))
+        assert message in str(raised.value), channel
+        if channel == "loose":
+            assert f"put each class's images in its own folder, e.g. {loose}/001.Affenpinscher/" in str(raised.value)
+
+
 def test_class_folders_alone_hold_out_a_validation_split_by_file_path(dog_images, tmp_path, caplog):
     """Only training images: each class of 2+ images gives valid_fraction of them (at least one, never all) to a
     validation split, the same ones wherever the files are mounted."""
