@@ -3,8 +3,9 @@
 One object of 1 GB uploads and downloads far faster than 8,000 small ones, so users upload the zip. A data channel
 whose folder holds archives and no folder is read from their unpacked contents (data.find_splits then finds the
 split or class folders in them). Nothing is written outside the target: zipfile drops absolute and ".." parts of
-names; a tar member that is not a plain file or folder (links, devices) or whose name leaves the target is skipped.
-An archive whose contents would not fit in the free space is refused before anything is written.
+names (after backslash separators, as old Windows tools write them, are read as slashes); a tar member that is not a
+plain file or folder (links, devices) or whose name leaves the target is skipped. An archive whose contents would not
+fit in the free space is refused before anything is written.
 """
 
 import logging
@@ -72,12 +73,24 @@ def _is_zip(archive: Path) -> bool:
 
 def _unpack_zip(archive: Path, target: Path) -> tuple[int, int]:
     with zipfile.ZipFile(archive) as opened:
-        files = [info for info in opened.infolist() if not info.is_dir()]
+        members = _with_slashes(archive, opened.infolist())
+        files = [info for info in members if not info.is_dir()]
         size = sum(info.file_size for info in files)  # zipfile stops each member at its declared size
         _check_space(archive, size, target)
         log.info("unpacking %s (%d files, %.1f MB)", archive.name, len(files), size / 1e6)
-        opened.extractall(target)
+        opened.extractall(target, members=members)  # drops absolute and ".." parts of the (slashed) names
     return len(files), size
+
+
+def _with_slashes(archive: Path, members: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
+    """The members, names written with backslash separators (old Windows tools, PowerShell 5's Compress-Archive)
+    turned to slashes, so that they unpack as folders, not as one file named 'train\\001.x\\a.jpg'."""
+    windows = [info for info in members if "\\" in info.filename]
+    for info in windows:
+        info.filename = info.filename.replace("\\", "/")
+    if windows:
+        log.info("%s: %d name(s) with backslash separators read as folders", archive.name, len(windows))
+    return members
 
 
 def _unpack_tar(archive: Path, target: Path) -> tuple[int, int]:

@@ -4,7 +4,7 @@ import io
 import shutil
 import tarfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import pytest
 
@@ -72,6 +72,21 @@ def test_a_zip_name_with_dots_stays_inside(tmp_path):
         archive.writestr("../../outside.txt", b"evil")
     archives.unpack_channels({"training": zipped.parent}, tmp_path / "scratch")
     assert (tmp_path / "scratch" / "training" / "outside.txt").is_file()
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("outside.txt")] == [Path("scratch/training/outside.txt")]
+
+
+def test_a_zip_with_backslash_separators_unpacks_as_folders_and_stays_inside(dog_images, tmp_path):
+    """Old Windows tools and PowerShell 5's Compress-Archive write 'train\\001.x\\a.jpg'; such names are folders,
+    and a '..\\' name is kept inside like a '../' one."""
+    zipped = channel_holding(tmp_path, "dogImages.zip")
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for path in sorted(dog_images.rglob("*.jpg")):
+            archive.writestr(str(PureWindowsPath("dogImages", path.relative_to(dog_images))), path.read_bytes())
+        archive.writestr("..\\..\\outside.txt", b"evil")
+    scratch = tmp_path / "scratch"
+    paths = data.find_splits(archives.unpack_channels({"training": zipped.parent}, scratch))
+    assert paths.train == scratch / "training" / "dogImages" / "train"
+    assert len(data.load_splits(paths).train) == 9
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("outside.txt")] == [Path("scratch/training/outside.txt")]
 
 
