@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .contract.channels import COMBINED, SPLIT_CHANNELS
 from .errors import UserError
+from .files import writing
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,12 @@ def archives_in(folder: Path) -> list[Path]:
 
 def unpack(archives: list[Path], target: Path) -> Path:
     """Unpack each archive into target (emptied first: a rerun on the same volume must not mix in an older upload);
-    UserError for a corrupt archive or one that does not fit."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    UserError for a corrupt archive, one that does not fit, or a target that cannot be emptied or made (read-only,
+    not writable, a file in the way)."""
+    with writing(target, "the unpacked archives"):
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
     for archive in archives:
         started = time.monotonic()
         try:

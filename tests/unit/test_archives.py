@@ -1,6 +1,7 @@
 """Data channels uploaded as archives: unpacked into the job's scratch folder, never outside it."""
 
 import io
+import os
 import shutil
 import tarfile
 import zipfile
@@ -102,6 +103,41 @@ def test_a_corrupt_archive_or_one_that_does_not_fit_is_a_user_error(tmp_path, mo
     with pytest.raises(UserError, match=r"dogImages\.zip unpacks to 5\.0 MB but .* has 4\.0 MB free: give"):
         archives.unpack_channels({"training": zipped.parent}, tmp_path / "scratch")
     assert not list((tmp_path / "scratch").rglob("*.jpg"))
+
+
+def test_an_unpack_folder_that_cannot_be_emptied_or_made_is_a_user_error_naming_it(tmp_path):
+    """A leftover that cannot be removed used to be ignored, then mkdir raised FileExistsError: an internal error.
+    As root (these tests' usual user) permissions do not stop a write, so the real obstacle used is a file where
+    the folder should be, left at the target or at the scratch folder; the read-only case runs as non-root only."""
+    zipped = channel_holding(tmp_path, "dogImages.zip")
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("train/001.x/a.jpg", b"jpeg")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "training").write_text("left by an earlier run")
+    with pytest.raises(UserError, match=rf"cannot write the unpacked archives to {scratch / 'training'}: not a dir"):
+        archives.unpack_channels({"training": zipped.parent}, scratch)
+    shutil.rmtree(scratch)
+    scratch.write_text("a file")
+    with pytest.raises(UserError, match=r"\(ENOTDIR\); a file stands where the directory should be"):
+        archives.unpack_channels({"training": zipped.parent}, scratch)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a folder whatever its permissions")
+def test_a_leftover_unpack_folder_in_a_read_only_folder_is_a_user_error(tmp_path):
+    zipped = channel_holding(tmp_path, "dogImages.zip")
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("train/001.x/a.jpg", b"jpeg")
+    scratch = tmp_path / "scratch"
+    (scratch / "training" / "old").mkdir(parents=True)
+    scratch.chmod(0o555)
+    (scratch / "training").chmod(0o555)
+    try:
+        with pytest.raises(UserError, match=r"unpacked archives to .*training: permission denied \(EACCES\); make"):
+            archives.unpack_channels({"training": zipped.parent}, scratch)
+    finally:
+        (scratch / "training").chmod(0o755)
+        scratch.chmod(0o755)
 
 
 def test_archives_beside_folders_are_left_alone(dog_images, tmp_path, caplog):
