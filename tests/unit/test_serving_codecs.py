@@ -165,8 +165,13 @@ def test_negotiate(accept, attributes, expected):
 
 
 def test_negotiate_refusals():
-    with pytest.raises(NotAcceptable, match=r"labelled predictions \(top_k, verbose\) are written as"):
-        codecs.negotiate("text/csv", "top_k=3", 133)
+    for accept, attributes in [
+        ("text/csv", "top_k=3"),
+        ("text/csv;verbose=true", None),
+        ("application/x-npy", "top_k=3"),
+    ]:
+        with pytest.raises(NotAcceptable, match=r"labelled predictions \(top_k, verbose\) are written as"):
+            codecs.negotiate(accept, attributes, 133)
     with pytest.raises(NotAcceptable, match="text/csv"):
         codecs.negotiate("application/xml", None, 133)
     with pytest.raises(NotAcceptable):

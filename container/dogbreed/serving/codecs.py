@@ -507,6 +507,7 @@ def _top_k(attributes: dict[str, str], num_classes: int) -> int | None:
 def negotiate(accept: str | None, custom_attributes: str | None, num_classes: int) -> ResponseFormat:
     """Pick the response format from Accept and the custom attributes; NotAcceptable lists the options."""
     top_k = _top_k(parse_custom_attributes(custom_attributes), num_classes)
+    labelled = None
     for media_type, options in _parse_accept(accept or "*/*"):
         verbose = options.get("verbose", "").lower() == "true"  # application/json;verbose=true
         labelled = min(DEFAULT_TOP_K, num_classes) if verbose and top_k is None else top_k
@@ -514,11 +515,11 @@ def negotiate(accept: str | None, custom_attributes: str | None, num_classes: in
             return ResponseFormat(JSON, labelled)
         if media_type in JSON_LINES_TYPES:
             return ResponseFormat(JSON_LINES, labelled)
-        if media_type == NPY:
+        if labelled is None and media_type == NPY:  # labelled predictions (top_k, verbose) are no array
             return ResponseFormat(NPY, None)
-        if media_type in (CSV, "text/*") and top_k is None:  # labelled predictions (top_k, verbose) have no CSV form
+        if labelled is None and media_type in (CSV, "text/*"):  # nor CSV
             return ResponseFormat(CSV, None)
-    if top_k:
+    if labelled:
         raise NotAcceptable(
             f"Accept {accept}: labelled predictions (top_k, verbose) are written as {JSON} or {JSON_LINES}"
         )
