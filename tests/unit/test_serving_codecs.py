@@ -267,3 +267,24 @@ def test_a_jpeg_of_too_many_scans_is_refused_before_decoding_and_a_progressive_p
         codecs.decode_image(many_scans_jpeg(2000), LIMITS)
     (image,) = codecs.decode_image(encode(photo(size=(400, 300)), "JPEG", progressive=True), LIMITS)
     assert image.opened.format == "JPEG"
+
+
+def test_what_real_clients_send_beside_the_usual():
+    """The SDK's DataSerializer (file-path/raw-bytes), a data: URI in upper case, JSON after a UTF-8 BOM (Windows
+    tools) as untyped bytes: each is read as what it is."""
+    image = jpeg(0, size=(40, 30))
+    assert codecs.decoder_for("file-path/raw-bytes")(image, LIMITS)[0].opened.size == (40, 30)
+    upper = json.dumps({"image": "DATA:image/jpeg;base64," + b64(image)}).encode()
+    assert codecs.decode_json(upper, LIMITS)[0].opened.size == (40, 30)
+    bom = b"\xef\xbb\xbf" + json.dumps([b64(image)]).encode()
+    assert codecs.decode_octet_stream(bom, LIMITS)[0].opened.size == (40, 30)
+
+
+def test_a_malformed_json_or_npy_body_says_what_is_wrong_whatever_it_is_declared_as():
+    """curl -d @request.json declares a form: a JSON body's own error (bad base64) is the answer, not "send a file";
+    an array with bytes after its data says so, not "truncated"."""
+    with pytest.raises(ServingError, match="invalid base64") as refused:
+        codecs.decode_form_urlencoded(b'{"image": "not base64!!"}', LIMITS)
+    assert refused.value.status == 400
+    with pytest.raises(ServingError, match=r"extra bytes after the array in \.npy: .* got 196"):
+        codecs.decode_npy(npy(np.zeros((8, 8, 3), np.uint8)) + b"\0" * 4, LIMITS)

@@ -89,6 +89,7 @@ CSV = "text/csv"
 NPY = "application/x-npy"
 NPY_MAGIC = b"\x93NUMPY"
 OCTET_STREAM = "application/octet-stream"
+DATA_SERIALIZER = "file-path/raw-bytes"  # the SageMaker SDK's DataSerializer: a file's bytes, as octet-stream
 FORM_DATA = "multipart/form-data"
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 MAX_FORM_PARTS = MAX_IMAGES_PER_REQUEST + 64  # each file part is an image; a few text fields may come beside them
@@ -212,7 +213,7 @@ URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")  # base64url (RFC 4648 section 
 def _b64(text: object, where: str) -> bytes:
     if not isinstance(text, str):
         raise ServingError(f"{where}: expected a base64 string, got {type(text).__name__}")
-    if text.startswith("data:"):
+    if text[:5].lower() == "data:":  # RFC 2397: the scheme is case-insensitive
         text = text.partition(",")[2]
     text = re.sub(r"\s+", "", text).translate(URL_SAFE_TO_STANDARD)
     try:
@@ -261,7 +262,7 @@ def _instance(item: object) -> object:
 
 def _parse_json(text: bytes, where: str = "") -> object:
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM, as some Windows tools write
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ServingError(f"malformed JSON{where}: {exc}") from None
 
@@ -339,8 +340,9 @@ def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list
         raise ServingError(f"not a .npy array: {reason(exc)}") from None
     if dtype != np.uint8 or len(shape) not in (3, 4) or shape[-1] != 3 or min(shape) < 1:
         raise ServingError(f"expected a uint8 array of shape HxWx3 or NxHxWx3, got {dtype} {shape}")
-    if math.prod(shape) != len(body) - stream.tell():
-        raise ServingError(f"truncated .npy: shape {shape} needs {math.prod(shape)} bytes of data")
+    if (data := len(body) - stream.tell()) != math.prod(shape):
+        problem = "truncated" if data < math.prod(shape) else "extra bytes after the array in"
+        raise ServingError(f"{problem} .npy: shape {shape} needs {math.prod(shape)} bytes of data, got {data}")
     count, (height, width) = (shape[0] if len(shape) == 4 else 1), shape[-3:-1]
     check_size(width, height, limits, "the array's image")
     check_request([(width, height)] * count, limits)
@@ -353,9 +355,15 @@ def decode_octet_stream(body: bytes, limits: DecodeLimits, media_type: str = OCT
     one image file (its format sniffed, as for image/*)."""
     if body.startswith(NPY_MAGIC):
         return decode_npy(body, limits, media_type)
-    if body.lstrip()[:1] in (b"{", b"["):
+    if _is_json(body):
         return decode_json(body, limits, media_type)
     return decode_image(body, limits, media_type)
+
+
+def _is_json(body: bytes) -> bool:
+    """Whether untyped bytes are a JSON document: { or [ first, after blanks or a UTF-8 BOM (no image format starts
+    so)."""
+    return body.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"{", b"[")
 
 
 SEND_THE_FILE = "send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
@@ -363,11 +371,12 @@ SEND_THE_FILE = "send the image file itself as the body (curl --data-binary @dog
 
 def decode_form_urlencoded(body: bytes, limits: DecodeLimits, media_type: str = FORM_URLENCODED) -> list[Image_]:
     """curl --data-binary @dog.jpg without -H declares the file a form: read it as untyped bytes when it is a file
-    decode_octet_stream reads; a body it cannot read (a form's fields) is a 415 with the how-to."""
+    decode_octet_stream reads; a body it cannot read (a form's fields) is a 415 with the how-to, but a JSON document
+    or .npy array keeps its own 400 (what is wrong in it)."""
     try:
         return decode_octet_stream(body, limits, media_type)
     except ServingError as exc:
-        if exc.status != 400:
+        if exc.status != 400 or body.startswith(NPY_MAGIC) or _is_json(body):
             raise
         raise UnsupportedMediaType(f"a form's fields ({FORM_URLENCODED}) hold no image file: {SEND_THE_FILE}") from None
 
@@ -426,6 +435,7 @@ DECODERS: dict[str, Callable[[bytes, DecodeLimits, str], list[Image_]]] = {
     **dict.fromkeys(JSON_LINES_TYPES, decode_json_lines),
     NPY: decode_npy,
     OCTET_STREAM: decode_octet_stream,
+    DATA_SERIALIZER: decode_octet_stream,
     FORM_URLENCODED: decode_form_urlencoded,
     FORM_DATA: decode_form_data,  # with the request's boundary (decoder_for)
 }
