@@ -88,6 +88,7 @@ JSON_LINES_TYPES = (JSON_LINES, "application/x-jsonlines", "application/jsonl", 
 CSV = "text/csv"
 NPY = "application/x-npy"
 NPY_MAGIC = b"\x93NUMPY"
+UTF8_BOM = b"\xef\xbb\xbf"  # before a JSON document, as some Windows tools write it
 OCTET_STREAM = "application/octet-stream"
 DATA_SERIALIZER = "file-path/raw-bytes"  # the SageMaker SDK's DataSerializer: a file's bytes, as octet-stream
 FORM_DATA = "multipart/form-data"
@@ -262,7 +263,7 @@ def _instance(item: object) -> object:
 
 def _parse_json(text: bytes, where: str = "") -> object:
     try:
-        return json.loads(text.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM, as some Windows tools write
+        return json.loads(text.removeprefix(UTF8_BOM))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ServingError(f"malformed JSON{where}: {exc}") from None
 
@@ -351,19 +352,18 @@ def decode_npy(body: bytes, limits: DecodeLimits, media_type: str = NPY) -> list
 
 
 def decode_octet_stream(body: bytes, limits: DecodeLimits, media_type: str = OCTET_STREAM) -> list[Image_]:
-    """Untyped bytes: a .npy array by its magic bytes, JSON when it starts with { or [ (no image format does), else
-    one image file (its format sniffed, as for image/*)."""
+    """Untyped bytes, read as what they are (_sniffed): an array, a JSON document or one image file."""
+    return _sniffed(body)(body, limits, media_type)
+
+
+def _sniffed(body: bytes) -> Callable[[bytes, DecodeLimits, str], list[Image_]]:
+    """The decoder of untyped bytes: a .npy array by its magic bytes, JSON by { or [ first (after blanks or a UTF-8
+    BOM; no image format starts so), else an image file."""
     if body.startswith(NPY_MAGIC):
-        return decode_npy(body, limits, media_type)
-    if _is_json(body):
-        return decode_json(body, limits, media_type)
-    return decode_image(body, limits, media_type)
-
-
-def _is_json(body: bytes) -> bool:
-    """Whether untyped bytes are a JSON document: { or [ first, after blanks or a UTF-8 BOM (no image format starts
-    so)."""
-    return body.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"{", b"[")
+        return decode_npy
+    if body.removeprefix(UTF8_BOM).lstrip()[:1] in (b"{", b"["):
+        return decode_json
+    return decode_image
 
 
 SEND_THE_FILE = "send the image file itself as the body (curl --data-binary @dog.jpg -H 'Content-Type: image/jpeg')"
@@ -373,10 +373,11 @@ def decode_form_urlencoded(body: bytes, limits: DecodeLimits, media_type: str = 
     """curl --data-binary @dog.jpg without -H declares the file a form: read it as untyped bytes when it is a file
     decode_octet_stream reads; a body it cannot read (a form's fields) is a 415 with the how-to, but a JSON document
     or .npy array keeps its own 400 (what is wrong in it)."""
+    decode = _sniffed(body)
     try:
-        return decode_octet_stream(body, limits, media_type)
+        return decode(body, limits, media_type)
     except ServingError as exc:
-        if exc.status != 400 or body.startswith(NPY_MAGIC) or _is_json(body):
+        if exc.status != 400 or decode is not decode_image:
             raise
         raise UnsupportedMediaType(f"a form's fields ({FORM_URLENCODED}) hold no image file: {SEND_THE_FILE}") from None
 
