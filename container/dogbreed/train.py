@@ -3,6 +3,7 @@ boundary."""
 
 import argparse
 import dataclasses
+import errno
 import io
 import logging
 import os
@@ -63,12 +64,24 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         return _fail(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
     except UserError as exc:
         return _fail(paths, str(exc), EXIT_USER_ERROR)
-    except Exception as exc:  # the error boundary: anything else is our bug
-        log.error("internal error:\n%s", traceback.format_exc())
-        cause = f"{type(exc).__name__}: {exc}"
-        return _fail(paths, f"internal error in training ({cause}); traceback in the job log", EXIT_INTERNAL_ERROR)
+    except Exception as exc:  # the error boundary
+        log.error("training failed with:\n%s", traceback.format_exc())
+        return _fail(paths, *_unexpected(exc))
     _remove_stale_failure(paths)
     return 0
+
+
+def _unexpected(exc: Exception) -> tuple[str, int]:
+    """The failure text and exit code of an exception no layer handled. The host refusing a process or thread
+    (EAGAIN) or memory (ENOMEM), e.g. threads=1024 with num_workers=64 on 2 cores, is the job's setting to change;
+    anything else is our bug."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.ENOMEM):
+        return (
+            f"the host refused the job another process, thread or memory ({describe(exc)}): lower num_workers (data "
+            "loader processes per training process), threads (torch threads) or batch_size, or use a larger instance",
+            EXIT_USER_ERROR,
+        )
+    return f"internal error in training ({type(exc).__name__}: {exc}); traceback in the job log", EXIT_INTERNAL_ERROR
 
 
 def launch(environ: Mapping[str, str]) -> None:

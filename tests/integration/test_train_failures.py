@@ -1,6 +1,7 @@
 """The error boundary: output/failure says what to fix, exit code is non-zero; pretrained weights are never faked;
 bad setups fail before any epoch."""
 
+import errno
 import json
 import os
 import shutil
@@ -65,6 +66,21 @@ def test_internal_error_is_reported_as_such(sm_tree, monkeypatch, caplog):
     assert run_in_process(base) == train.EXIT_INTERNAL_ERROR
     assert failure(base).startswith("internal error in training (ZeroDivisionError: a bug of ours)")
     assert "Traceback" in caplog.text
+
+
+def test_the_host_refusing_a_data_loader_process_says_which_settings_to_lower(sm_tree, monkeypatch):
+    """threads=1024 with num_workers=64 on 2 cores: fork fails with EAGAIN after ~30 workers. The OS cannot be made
+    to refuse on cue, so fork does; the job's own DataLoader starts its workers through it."""
+
+    def refused() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refused)
+    base = sm_tree({**HEAD_ONLY, "cache_features": "false", "num_workers": "2"})
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    message = failure(base)
+    assert message.startswith("the host refused the job another process, thread or memory")
+    assert "(EAGAIN)" in message and "lower num_workers" in message
 
 
 def first_line_of_failure(base) -> str:
