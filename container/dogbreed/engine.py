@@ -135,7 +135,7 @@ class Loop:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader, confusion: torch.Tensor | None = None) -> EpochResult:
-        """Loss and accuracy over the whole loader (each host evaluates all of it: no reduction); counts
+        """Loss and accuracy over the whole loader (each process evaluates all of it: no reduction); counts
         (true, predicted) pairs into confusion when given."""
         model = self.eval_model or self.model
         model.eval()

@@ -180,7 +180,7 @@ def train(
     )
     hook = create_hook(env.debughook_config, recipe.module, loop.criterion)
     profile_dir = env.paths.output_data_dir / "profile" if hps.profile and node.is_master else None
-    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, profile_dir)
+    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, profile_dir, node)
     try:
         history, best, stopped = epochs.fit(resumed, best)
         if best is None:
@@ -217,7 +217,9 @@ def deliver(
 
 @dataclass(frozen=True)
 class Epochs:
-    """The epochs of one process: train and validate each, keep the best, checkpoint, stop early or on SIGTERM."""
+    """The epochs of one process: train and validate each, keep the best, checkpoint, stop early or on SIGTERM.
+    Every process validates with its own BatchNorm statistics, which differ slightly after the last training step:
+    all take the master's figures, so all choose the same best epoch and stop after the same one."""
 
     hps: Hyperparameters
     recipe: Recipe
@@ -226,6 +228,7 @@ class Epochs:
     checkpoints: Checkpointer
     class_names: list[str]  # in label order
     profile_dir: Path | None  # profile=true: the master traces its first epoch here; None: no trace in this process
+    node: Cluster
 
     def fit(self, resumed: Checkpoint | None, best: Best | None) -> tuple[list[dict], Best | None, bool]:
         """Epochs from the checkpoint's next one; after each, the best model so far (when it changed) and a
@@ -280,6 +283,7 @@ class Epochs:
         valid = loop.evaluate(self.recipe.valid)
         values = {"train_loss": trained.loss, "train_acc": trained.acc}
         values.update(valid_loss=valid.loss, valid_acc=valid.acc)
+        values = self.node.broadcast(values)  # one decision (best epoch, early stop) in every process: the master's
         log.info(metrics.epoch_line(epoch, values))
         return {"epoch": epoch, **values, "seconds": round(time.monotonic() - started, 3)}
 
@@ -296,7 +300,7 @@ class Epochs:
             self.hook.eval()
             confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
             tested = self.loop.evaluate(self.recipe.test, confusion)
-            values.update(test_loss=tested.loss, test_acc=tested.acc)
+            values.update(self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc}))
         log.info(metrics.final_line(best.epoch, values))
         return Outcome(history, {**final, **values}, confusion, stopped)
 

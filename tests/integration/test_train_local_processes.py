@@ -67,6 +67,18 @@ def test_two_local_processes_train_one_model(sm_tree, run_train):
 
 
 @needs_two_cores
+def test_processes_stop_early_after_the_same_epoch(sm_tree, run_train):
+    """Each process validates with its own BatchNorm statistics (fine_tune=all trains them); deciding on its own
+    figures, one process stopped early while the other waited in the next epoch's collectives: the job failed
+    (with this seed; the test splits into processes by DistributedSampler and is deterministic)."""
+    hps = {**TWO, "epochs": "6", "fine_tune": "all", "patience": "1", "lr": "0.001", "batch_size": "8", "seed": "2"}
+    base = sm_tree({**hps, "image_size": "32", "num_workers": "0"}, per_class=8)
+    result = run_train(base, MASTER_PORT=str(free_port()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (base / "model" / "model.pt").is_file()
+
+
+@needs_two_cores
 def test_worker_user_error_reaches_the_failure_file(sm_tree, run_train):
     base = sm_tree(TWO, layout="none")  # the workers find no data; the launcher reports it
     result = run_train(base, MASTER_PORT=str(free_port()))
