@@ -4,6 +4,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +315,30 @@ def subset(dataset: ImageList, *, fraction: float, limit: int, seed: int) -> Ima
     return ImageList([dataset.samples[i] for i in chosen], dataset.transform)
 
 
+SHARED_MEMORY = Path("/dev/shm")  # where loader processes hand batches to the training process
+PREFETCHED_BATCHES = 2  # DataLoader's prefetch_factor: batches each loader process keeps in flight
+
+
+def loader_processes(requested: int, batch_bytes: int, processes: int, shared_memory: Path = SHARED_MEMORY) -> int:
+    """num_workers, or fewer when their batches in flight would not fit this process's share of /dev/shm: a loader
+    process that cannot allocate a batch fails the job, and Docker's default /dev/shm (64 MB, as docker-compose and
+    the SDK's local mode run) holds fewer than the 4 batches of 19 MB that num_workers=2 at 224 px and batch_size=32
+    keep in flight. Each batch is counted twice (the one being trained on, fragmentation)."""
+    try:
+        free = shutil.disk_usage(shared_memory).free // processes
+    except OSError:  # no /dev/shm: torch shares through files elsewhere
+        return requested
+    fits = min(requested, free // (2 * PREFETCHED_BATCHES * batch_bytes))
+    if fits < requested:
+        log.warning(
+            "num_workers=%d would keep ~%d MB of batches in shared memory, but %s has %d MB free (per process): "
+            "using %d loader process(es). Give the container more to load in parallel (docker run --shm-size 1g; "
+            "shm_size in docker-compose)",
+            requested, requested * 2 * PREFETCHED_BATCHES * batch_bytes >> 20, shared_memory, free >> 20, fits,
+        )  # fmt: skip
+    return fits
+
+
 def make_loader(
     dataset: Dataset, *, batch_size: int, train: bool, num_workers: int, seed: int, shard: tuple[int, int] | None
 ) -> DataLoader:
@@ -333,6 +358,7 @@ def make_loader(
         collate_fn=collate_decoded,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        prefetch_factor=PREFETCHED_BATCHES if num_workers else None,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed) if train else None,
     )

@@ -42,6 +42,7 @@ class Cluster:
     rank: int = 0
     world_size: int = 1
     device: torch.device = CPU
+    local_processes: int = 1  # of this job on this host (they share its memory and /dev/shm)
 
     @property
     def is_master(self) -> bool:
@@ -122,6 +123,6 @@ def cluster(env: TrainingEnv, local: Local = ONE_PROCESS) -> Iterator[Cluster]:
         backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size, timeout=INIT_TIMEOUT
     )
     try:
-        yield Cluster(rank=rank, world_size=world_size, device=device)
+        yield Cluster(rank=rank, world_size=world_size, device=device, local_processes=local.size)
     finally:
         dist.destroy_process_group()

@@ -1,6 +1,7 @@
 """The two ways a job trains, chosen in choose(): the model on images, or the head on backbone features
 computed once."""
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,17 +50,23 @@ class Batching:
 
     hps: Hyperparameters
     shard: tuple[int, int] | None
+    processes: int = 1  # training processes on this host, sharing its /dev/shm
 
     def loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
-        in_memory = isinstance(dataset, TensorDataset)  # cached features: loader processes would only add IPC
         return data.make_loader(
             dataset,
             batch_size=self.hps.batch_size,
             train=train,
             shard=self.shard if train else None,
             seed=self.hps.seed,
-            num_workers=0 if in_memory else self.hps.num_workers,
-        )
+            num_workers=0 if isinstance(dataset, TensorDataset) else self.image_loader_processes,
+        )  # cached features: loader processes would only add IPC
+
+    @functools.cached_property
+    def image_loader_processes(self) -> int:
+        """num_workers for batches of images, as many as /dev/shm holds (decided, and warned about, once)."""
+        batch_bytes = self.hps.batch_size * 3 * self.hps.image_size**2 * 4  # float32 images
+        return data.loader_processes(self.hps.num_workers, batch_bytes, self.processes)
 
     def loaders(self, datasets: Datasets) -> tuple[DataLoader, DataLoader, DataLoader | None]:
         test = self.loader(datasets.test, train=False) if datasets.test is not None else None
@@ -96,7 +103,7 @@ def choose(
 ) -> Recipe:
     """The one place that decides how this job trains (contract.hyperparams.CACHED_FEATURES); the log says which
     and why. `trained` are the modules fine_tune unfroze."""
-    batching = Batching(hps, node.shard)
+    batching = Batching(hps, node.shard, node.local_processes)
     blockers = hps.why_not_cached_features()
     if blockers:
         log.info("recipe: the model on images, the backbone runs at every step (%s)", ", ".join(blockers))

@@ -15,6 +15,8 @@ import torch
 from conftest import QUICK_HYPERPARAMETERS, docker_train, make_opt_ml, run
 from loopback import free_port
 
+from local_test.make_sample_data import make_dataset
+
 SIGTERM_EXIT = 143  # dogbreed.train.EXIT_STOPPED: 128 + SIGTERM
 HOSTS = ("algo-1", "algo-2")
 
@@ -67,6 +69,18 @@ def test_bad_hyperparameter_fails_naming_the_key(image: str, tmp_path: Path) -> 
     first_line = (opt_ml / "output" / "failure").read_text().splitlines()[0]
     assert "optimizer='rmsprop'" in first_line and "adam, adamw, sgd" in first_line
     assert not (opt_ml / "model").exists()
+
+
+def test_dockers_default_shared_memory_trains_with_the_default_loader_settings(image: str, tmp_path: Path) -> None:
+    """Docker's default /dev/shm (64 MB, as docker-compose and the SDK's local mode run the image) holds fewer
+    batches than num_workers=2 keep in flight at the default image_size=224 and batch_size=32: a loader process
+    that could not allocate one failed the job. Now the job uses as many loader processes as fit, and says so."""
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", {"epochs": "1", "pretrained": "false", "int8": "false"})
+    make_dataset(opt_ml / "input" / "data" / "training", per_class=60, size=(320, 240))  # 6 batches of 32 to train
+    result = docker_train(image, opt_ml, "--shm-size", "64m", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "num_workers=2 would keep" in result.stdout and "--shm-size" in result.stdout
+    assert (opt_ml / "model" / "model.pt").is_file()
 
 
 def test_docker_stop_checkpoints_and_rerun_resumes(image: str, tmp_path: Path) -> None:

@@ -312,3 +312,13 @@ def test_a_jpeg_of_too_many_scans_is_skipped_before_decoding(tmp_path, caplog):
     assert images[0] is None
     assert f"the limit is {MAX_JPEG_SCANS}" in caplog.text
     assert images[1][0].size == (64, 64)
+
+
+def test_loader_processes_are_as_many_as_shared_memory_holds(tmp_path, caplog):
+    """Each loader process keeps 2 batches in flight, counted twice: with room for 4 batches in all, 1 process."""
+    free = shutil.disk_usage(tmp_path).free
+    assert data.loader_processes(3, batch_bytes=free // 1000, processes=1, shared_memory=tmp_path) == 3
+    assert data.loader_processes(3, batch_bytes=free // 5, processes=1, shared_memory=tmp_path) == 1
+    assert "num_workers=3 would keep" in caplog.text and "--shm-size" in caplog.text
+    assert data.loader_processes(3, batch_bytes=free // 5, processes=2, shared_memory=tmp_path) == 0
+    assert data.loader_processes(2, batch_bytes=1, processes=1, shared_memory=tmp_path / "absent") == 2
