@@ -106,7 +106,11 @@ class Hyperparameters:
         "stop after this many epochs without a better `select_by` (`valid_loss` for `last`); 0: never",
     )
     seed: int = _hp(42, _number(int, 0, 2**31 - 1), "random seed")
-    num_workers: int = _hp(2, _number(int, 0, 64), "data loader processes (per training process)")
+    num_workers: int = _hp(
+        2,
+        _number(int, 0, 64),
+        "data loader processes (per training process; fewer when /dev/shm cannot hold their batches)",
+    )
     train_fraction: float = _hp(
         1.0,
         _number(float, 1e-6, 1.0),
