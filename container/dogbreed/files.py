@@ -56,10 +56,12 @@ def check_writable(directory: Path, what: str) -> None:
 
 
 def write_atomically(target: Path, data: bytes) -> None:
-    """Write via a temp file + rename: a kill or a full disk mid-write never leaves a torn target."""
+    """Write via a temp file + rename: a kill or a full disk mid-write never leaves a torn target. The file is
+    readable by all (mkstemp makes it 0600): the model may be served, or the checkpoints read, by another user."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, target)

@@ -165,11 +165,13 @@ def calibration_batches(splits: data.Splits, preprocess: PreprocessConfig, seed:
 
 def save_int8(model_dir: Path, int8: nn.Module | None, gate: dict) -> None:
     """model_int8.pt (tensors only; only for a model that passed; made by quantize() in BACKEND's layout) and the
-    gate with that layout in model_config.json."""
-    if int8 is not None:
-        with writing(model_dir, "the int8 model"):
+    gate with that layout in model_config.json; without an int8 model, a previous job's model_int8.pt is removed."""
+    with writing(model_dir, "the int8 model"):
+        if int8 is None:
+            (model_dir / INT8_WEIGHTS_FILE).unlink(missing_ok=True)
+        else:
             write_atomically(model_dir / INT8_WEIGHTS_FILE, torch_bytes(int8.state_dict()))
-        gate = {**gate, "backend": BACKEND}
+            gate = {**gate, "backend": BACKEND}
     record_in_config(model_dir, "int8", gate)
 
 

@@ -53,6 +53,8 @@ def _write_files(out_dir: Path, report: dict, class_names: list[str], confusion:
     (out_dir / METRICS_JSON).write_text(json.dumps(report, indent=2))
     if confusion is not None:
         _draw(plot_confusion, class_names, confusion, out_dir / CONFUSION_PLOT)
+    else:  # not a previous job's, read as this model's
+        (out_dir / CONFUSION_PLOT).unlink(missing_ok=True)
     if history:
         with (out_dir / METRICS_CSV).open("w", newline="") as handle:
             columns = dict.fromkeys(key for row in history for key in row)  # rows resumed from older runs may lack some
@@ -68,6 +70,7 @@ def _draw(plot: Callable[..., None], *args: object) -> None:
     try:
         plot(*args)
     except Exception as exc:  # matplotlib raises many types (fonts, layout, text)
+        Path(args[-1]).unlink(missing_ok=True)  # not a previous job's picture in its place
         log.warning(
             "could not draw %s (%s: %s); its figures are in %s", args[-1], type(exc).__name__, exc, METRICS_JSON
         )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_support import REPO, run_train, write_tree
 
-from dogbreed import data, quantize
+from dogbreed import data, quantize, train
 from dogbreed.contract.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 from dogbreed.model import INT8_DEPRECATION_NOTICES, load_artifact
 from dogbreed.presets import ClassificationPresetEval
@@ -113,6 +113,21 @@ def test_artifact_reports_and_checkpoints(trained):
         "checkpoint-0006.pt",
     ]
     assert not (base / "output" / "failure").exists()
+
+
+def test_a_rerun_in_a_used_tree_leaves_none_of_the_previous_jobs_outputs(trained, tmp_path):
+    """docker-compose trains in the same local_test/test_dir each time: a job without int8 or a test split left the
+    previous job's model_int8.pt (25 MB, in model.tar.gz) and confusion matrix beside its own model."""
+    base = tmp_path / "opt_ml"
+    shutil.copytree(trained[0], base, ignore=shutil.ignore_patterns("checkpoints", "test"))
+    config = base / "input" / "config"
+    (config / "hyperparameters.json").write_text(json.dumps({**HYPERPARAMETERS, "epochs": "1", "int8": "false"}))
+    (config / "inputdataconfig.json").write_text(json.dumps({"train": {}, "validation": {}}))
+    (base / "model" / "model_int8.pt").write_bytes(b"a previous job's int8 model")  # this small model's gate fails
+    assert train.main({"SAGEMAKER_BASE_DIR": str(base)}) == 0
+    assert sorted(p.name for p in (base / "model").iterdir()) == ["model.pt", "model_config.json"]
+    assert not (base / "output" / "data" / "confusion.png").exists()
+    assert {oct(p.stat().st_mode & 0o777) for p in (base / "model").iterdir()} == {"0o644"}  # servable by any user
 
 
 def test_artifact_reloads_in_a_fresh_process_with_the_same_predictions(trained):
