@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import shutil
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
             f"channel holding train/ [valid/] [test/] or the class folders; got channels {sorted(channels) or 'none'}"
         )
     root = dataset_root(channels[source])
-    folders = {path.name.lower(): path for path in subfolders(root) if path.name.lower() in SPLIT_CHANNELS}
+    folders = _split_folders(root, source)
     others = sorted(set(channels) & set(SPLIT_CHANNELS) - {source})
     if not folders:  # class folders: the training set
         folders = {TRAIN: root} | {name: dataset_root(channels[name]) for name in others}
@@ -71,6 +72,19 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
         )
     valid = next((folders[name] for name in VALID_ALIASES if name in folders), None)
     return SplitPaths(train=folders[TRAIN], valid=valid, test=folders.get(TEST))
+
+
+def _split_folders(root: Path, channel: str) -> dict[str, Path]:
+    """root's split folders by lower-case name; UserError when two hold the same split (train/ and Train/, valid/
+    and validation/): one would be dropped without a word."""
+    folders = [path for path in subfolders(root) if path.name.lower() in SPLIT_CHANNELS]
+    for aliases in ((TRAIN,), VALID_ALIASES, (TEST,)):
+        if len(same := [path.name for path in folders if path.name.lower() in aliases]) > 1:
+            raise UserError(
+                f"the '{channel}' channel's folder {root} holds {' and '.join(same)}, the same split twice: merge "
+                "them into one folder"
+            )
+    return {path.name.lower(): path for path in folders}
 
 
 def dataset_root(channel: Path) -> Path:
@@ -256,8 +270,9 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     a class the model never sees is one it can never predict. Valid/test may lack classes (a warning): they are just
     not measured."""
     samples, skipped, others = [], {}, []
+    folders = {class_key(folder): folder for folder in class_folders(root)}
     for label, name in enumerate(class_names):
-        images, not_images = image_files(root, name)
+        images, not_images = image_files(root, folders.get(class_key(name), name))
         others += not_images
         for path in filter(Path.is_file, images):
             if (problem := image_problem(path)) is None:
@@ -288,13 +303,42 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     return ImageList(samples)
 
 
+def class_key(name: str) -> str:
+    """A class folder's name as splits are matched by: its Unicode NFC form (macOS writes names decomposed: é as an
+    e and a combining accent)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def check_distinct(class_names: list[str], root: Path) -> None:
+    """Train's class folders must differ by more than their Unicode form (they would show as one name in every
+    report); folders differing only in case are different classes, with a warning."""
+    keys: dict[str, str] = {}
+    for name in class_names:
+        if (first := keys.setdefault(class_key(name), name)) != name:
+            raise UserError(
+                f"class folders {first!r} and {name!r} in {root} have the same name written in two Unicode forms "
+                "(NFC and NFD, e.g. one from a zip made on macOS): merge them into one folder"
+            )
+    cased: dict[str, list[str]] = {}
+    for name in class_names:
+        cased.setdefault(class_key(name).casefold(), []).append(name)
+    if same := [" and ".join(names) for names in cased.values() if len(names) > 1]:
+        log.warning("class folders in %s differ only in case, so they are different classes: %s", root, "; ".join(same))
+
+
 def check_known_classes(class_names: list[str], folders: list[str], names: tuple[Path, Path]) -> None:
-    """Every class folder of a split must be one of train's (names: train's path, the split's path)."""
-    unknown = sorted(set(folders) - set(class_names))
+    """Every class folder of a split must be one of train's, by class_key (names: train's path, the split's)."""
+    known = {class_key(name) for name in class_names}
+    unknown = sorted(folder for folder in folders if class_key(folder) not in known)
     if unknown:
+        cased = {class_key(name).casefold(): name for name in class_names}
+        shown = [
+            f"{folder} (train has {cased[key]})" if (key := class_key(folder).casefold()) in cased else folder
+            for folder in unknown[:5]
+        ]
         raise UserError(
             f"{len(unknown)} class folder(s) in {names[1]} are not in the train split {names[0]}: "
-            f"{', '.join(unknown[:5])}; the model can never predict them: add them to train or remove them"
+            f"{', '.join(shown)}; the model can never predict them: add them to train or remove them"
         )
 
 
@@ -378,6 +422,7 @@ def load_splits(paths: SplitPaths, *, valid_fraction: float = Hyperparameters.va
     """Scan every split; train's sorted class folders are the labels, other splits may hold a subset of them.
     Without a validation split, valid_fraction of the training images are held out as one (hold_out)."""
     class_names = class_folders(paths.train)
+    check_distinct(class_names, paths.train)
     if len(class_names) < 2:
         raise UserError(
             f"the train split at {paths.train} has {len(class_names)} class folder(s) {class_names}: a classifier "

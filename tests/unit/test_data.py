@@ -322,3 +322,39 @@ def test_loader_processes_are_as_many_as_shared_memory_holds(tmp_path, caplog):
     assert "num_workers=3 would keep" in caplog.text and "--shm-size" in caplog.text
     assert data.loader_processes(3, batch_bytes=free // 5, processes=2, shared_memory=tmp_path) == 0
     assert data.loader_processes(2, batch_bytes=1, processes=1, shared_memory=tmp_path / "absent") == 2
+
+
+def test_the_same_split_twice_in_one_channel_is_refused_naming_both(dog_images):
+    """train/ beside Train/ (or valid/ beside validation/): one of them was dropped without a word."""
+    shutil.copytree(dog_images / "train", dog_images / "Train")
+    with pytest.raises(UserError, match=r"holds Train and train, the same split twice"):
+        data.find_splits({"training": dog_images})
+    shutil.rmtree(dog_images / "Train")
+    shutil.copytree(dog_images / "valid", dog_images / "validation")
+    with pytest.raises(UserError, match=r"holds valid and validation, the same split twice"):
+        data.find_splits({"training": dog_images})
+
+
+def test_class_folders_match_across_splits_whatever_their_unicode_form(dog_images):
+    """train/ zipped on a Mac (names decomposed: NFD), valid/ made elsewhere (NFC): the same class."""
+    nfd, nfc = "003.Cafe\u0301", "003.Caf\u00e9"
+    (dog_images / "train" / "003.Airedale_terrier").rename(dog_images / "train" / nfd)
+    for split in ("valid", "test"):
+        (dog_images / split / "003.Airedale_terrier").rename(dog_images / split / nfc)
+    splits = data.load_splits(data.find_splits({"training": dog_images}))
+    assert splits.class_names[2] == nfd
+    valid_labels = [label for _, label in splits.valid.samples]
+    assert valid_labels.count(2) == len(list((dog_images / "valid" / nfc).iterdir())) > 0
+    shutil.copytree(dog_images / "valid" / nfc, dog_images / "train" / nfc)  # both forms in train: one name, twice
+    with pytest.raises(UserError, match="same name written in two Unicode forms"):
+        data.load_splits(data.find_splits({"training": dog_images}))
+
+
+def test_a_split_folder_differing_from_trains_only_in_case_is_named_with_trains(dog_images, caplog):
+    (dog_images / "valid" / "002.Afghan_hound").rename(dog_images / "valid" / "002.afghan_hound")
+    with pytest.raises(UserError, match=r"split .*: 002\.afghan_hound \(train has 002\.Afghan_hound\)"):
+        data.load_splits(data.find_splits({"training": dog_images}))
+    shutil.copytree(dog_images / "train" / "002.Afghan_hound", dog_images / "train" / "002.AFGHAN_HOUND")
+    shutil.rmtree(dog_images / "valid" / "002.afghan_hound")
+    data.load_splits(data.find_splits({"training": dog_images}))
+    assert "differ only in case, so they are different classes: 002.AFGHAN_HOUND and 002.Afghan_hound" in caplog.text
