@@ -69,6 +69,14 @@ class Cluster:
             return flag
         return bool(self.sum(torch.tensor([float(flag)])).item())
 
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's object, by rank, in every process."""
+        if not self.distributed:
+            return [obj]
+        objects: list[Any] = [None] * self.world_size
+        dist.all_gather_object(objects, obj)
+        return objects
+
     def broadcast(self, obj: Any) -> Any:
         """The master's object in every process."""
         if not self.distributed:

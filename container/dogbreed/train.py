@@ -134,6 +134,7 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         torch.manual_seed(hps.seed)
         set_torch_threads(choose_threads(hps.threads, local.size))
         splits = data.load_splits(data.find_splits(env.channels), valid_fraction=hps.valid_fraction)
+        check_same_data(node, splits)
         head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
         model = build_model(head)
         load_pretrained(model, env, hps)
@@ -152,6 +153,21 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
                 f"checkpoint saved after {outcome.final['epochs']} complete epoch(s), and the best epoch's model so "
                 f"far (epoch {outcome.final['best_epoch']}) delivered to {env.paths.model_dir}; rerun to resume"
             )
+
+
+def check_same_data(node: Cluster, splits: data.Splits) -> None:
+    """Every process must hold the same dataset (each trains on its DistributedSampler share of it): hosts given
+    different files (ShardedByS3Key) fell out of step in their first collective, with gloo's error or a crash."""
+    held = node.gather((splits.class_names, len(splits.train), len(splits.valid)))
+    if any(other != held[0] for other in held):
+        shown = "; ".join(
+            f"rank {rank}: {len(names)} classes, {train} training and {valid} validation images"
+            for rank, (names, train, valid) in enumerate(held)
+        )
+        raise UserError(
+            f"the hosts hold different data ({shown}): every host needs the whole dataset, so give the channels "
+            "S3DistributionType FullyReplicated (the SDK's default), not ShardedByS3Key"
+        )
 
 
 def train(
