@@ -149,9 +149,10 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         if node.is_master:
             deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, hps=hps)
         if outcome.stopped:
+            where = f"delivered to {env.paths.model_dir}" if node.is_master else "delivered by the master (rank 0)"
             raise Interrupted(
                 f"checkpoint saved after {outcome.final['epochs']} complete epoch(s), and the best epoch's model so "
-                f"far (epoch {outcome.final['best_epoch']}) delivered to {env.paths.model_dir}; rerun to resume"
+                f"far (epoch {outcome.final['best_epoch']}) {where}; rerun to resume"
             )
 
 
