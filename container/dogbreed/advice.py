@@ -9,6 +9,7 @@ GAP = 0.10  # train_acc - valid_acc above this: the model fits training images i
 LOW_TRAIN_ACC = 0.80  # below this at the end of training: the model cannot even fit its training data
 SWING = 0.10  # mean epoch-to-epoch change of valid_acc above this: unstable training
 WEAK_CLASS = 0.15  # per-class accuracy this far below the mean: a weak class
+IMBALANCE = 5  # the largest training class this many times the smallest: the model learns to favour large classes
 
 OVERFIT = "overfitting: use augment=true, more dropout or weight_decay, label_smoothing, or fewer epochs"
 UNDERFIT = "underfitting: unfreeze the last stage (fine_tune=last_stage), train longer (epochs) or raise lr"
@@ -18,9 +19,14 @@ VANISHING = "vanishing gradients: raise lr, or train fewer frozen layers (fine_t
 POOR_INIT = "poor weight initialisation: start from pretrained ImageNet weights (pretrained=true)"
 
 
-def recommendations(history: list[dict], fired: Iterable[str] = (), per_class: dict | None = None) -> list[str]:
+def recommendations(
+    history: list[dict],
+    fired: Iterable[str] = (),
+    per_class: dict | None = None,
+    train_counts: dict[str, int] | None = None,
+) -> list[str]:
     """Short, actionable lines; `fired` names the Debugger rules that fired; per_class maps class →
-    {"accuracy", "count"} on the test split."""
+    {"accuracy", "count"} on the test split; train_counts class → training images."""
     fired = set(fired)
     found = []
     if history:
@@ -31,6 +37,8 @@ def recommendations(history: list[dict], fired: Iterable[str] = (), per_class: d
         found.append(POOR_INIT)
     if per_class:
         found += _weak_classes(per_class)
+    if train_counts:
+        found += _imbalance(train_counts)
     return found or ["no problem found in the curves, the rules or the test split"]
 
 
@@ -61,3 +69,13 @@ def _weak_classes(per_class: dict) -> list[str]:
         return []
     listed = ", ".join(f"{name} ({accuracy:.2f})" for accuracy, name in weak[:5])
     return [f"weakest classes on the test split (mean {mean:.2f}): {listed}: add or check their training images"]
+
+
+def _imbalance(counts: dict[str, int]) -> list[str]:
+    largest, smallest = max(counts, key=counts.__getitem__), min(counts, key=counts.__getitem__)
+    if counts[largest] < IMBALANCE * counts[smallest]:
+        return []
+    return [
+        f"imbalanced classes: {largest} has {counts[largest]} training images, {smallest} {counts[smallest]}: add "
+        "images to the small classes (until then the model scores by favouring the large ones)"
+    ]

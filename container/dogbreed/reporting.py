@@ -21,12 +21,19 @@ CONFUSION_PLOT = "confusion.png"
 
 
 def write_reports(
-    out_dir: Path, history: list[dict], final: dict, class_names: list[str], confusion: torch.Tensor | None
+    out_dir: Path,
+    history: list[dict],
+    final: dict,
+    class_names: list[str],
+    confusion: torch.Tensor | None,
+    *,
+    train_counts: dict[str, int] | None = None,
 ) -> None:
     """metrics.json (epochs, final, per-class test accuracy, recommendations), metrics.csv, loss.png and
-    confusion.png (rows: true class, columns: predicted; when there is a test split)."""
+    confusion.png (rows: true class, columns: predicted; when there is a test split). train_counts (class →
+    training images) lets the recommendations see an imbalanced training split."""
     per_class = per_class_accuracy(class_names, confusion) if confusion is not None else {}
-    advice = recommendations(history, per_class=per_class)
+    advice = recommendations(history, per_class=per_class, train_counts=train_counts)
     for line in advice:
         log.info("recommendation: %s", line)
     report = {"epochs": history, "final": final, "per_class": per_class, "recommendations": advice}

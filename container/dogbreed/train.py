@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +229,10 @@ def deliver(
     else:
         skipped = "stopped by SIGTERM: rerun the job to finish it" if outcome.stopped else "int8=false"
         quantize.save_int8(paths.model_dir, None, {"passed": False, "skipped": skipped})
-    reporting.write_reports(paths.output_data_dir, outcome.history, final, splits.class_names, outcome.confusion)
+    counts = Counter(splits.class_names[label] for _, label in splits.train.samples)
+    reporting.write_reports(
+        paths.output_data_dir, outcome.history, final, splits.class_names, outcome.confusion, train_counts=counts
+    )
     log.info("model written to %s (epoch %d, by %s)", paths.model_dir, final["best_epoch"], final["select_by"])
 
 

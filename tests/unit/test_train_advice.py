@@ -50,3 +50,11 @@ def test_a_model_that_cannot_fit_is_not_called_overfitting_nor_blamed_on_classes
     per_class = {"a": {"accuracy": 1.0, "count": 14}, **{c: {"accuracy": 0.0, "count": 14} for c in "bcd"}}
     found = advice.recommendations(history, per_class=per_class)
     assert found == [f"{advice.UNDERFIT} (train_acc 0.36 at the last epoch)"]
+
+
+def test_an_imbalanced_training_split_is_named_with_its_largest_and_smallest_class():
+    """60/2/2 images: validation accuracy sat at chance and the only advice was "overfitting"."""
+    history = rows((0.9, 0.33), (0.94, 0.33))
+    found = advice.recommendations(history, train_counts={"001.A": 60, "002.B": 2, "003.C": 3})
+    assert "imbalanced classes: 001.A has 60 training images, 002.B 2: add images" in found[-1]
+    assert not [line for line in advice.recommendations(history, train_counts={"a": 8, "b": 2}) if "imbalanced" in line]
