@@ -16,6 +16,7 @@ from dogbreed.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
     PreprocessConfig,
+    decode_footprint,
     decode_pixels,
     decode_rgb,
     decoded_size,
@@ -173,6 +174,15 @@ def test_decoded_size_is_the_size_decode_pixels_decodes_at(size):
     pixels = decode_pixels(image, data, config=PreprocessConfig())
     assert (pixels.shape[2], pixels.shape[1]) == expected
     assert decoded_size(Image.open(io.BytesIO(data))) == size  # no config: no draft
+
+
+def test_a_jpeg_of_several_scans_counts_its_full_size_twice_in_the_decode_budget():
+    """libjpeg buffers a progressive JPEG's coefficients for the whole image (2 bytes per sample) even when drafting to
+    an eighth: the budget counted the drafted 500 x 375, and 16 such 40 MP requests at once took 4.5 GB."""
+    image, data = jpeg_file(photo((4000, 3000)), quality=80)
+    assert decode_footprint(image, data, config=PreprocessConfig()) == 500 * 375  # baseline, one scan: drafted
+    image, data = jpeg_file(photo((4000, 3000)), quality=80, progressive=True)
+    assert decode_footprint(image, data, config=PreprocessConfig()) == 2 * 4000 * 3000
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

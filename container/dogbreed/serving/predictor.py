@@ -31,7 +31,7 @@ from torch.fx.experimental.optimization import fuse
 from .. import hardware, quantize, sm_env
 from ..errors import ServingError
 from ..model import Artifact, load_artifact
-from ..presets import ClassificationPresetEval, decode_pixels, decoded_size
+from ..presets import ClassificationPresetEval, decode_footprint, decode_pixels
 from . import codecs
 from .batching import BudgetExhausted, DynamicBatcher, PixelBudget
 
@@ -179,8 +179,7 @@ class Predictor:
             pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
         draft = self.preprocess_config if self.config.jpeg_draft else None
-        width, height = decoded_size(image.opened, config=draft)
-        with self._decoding(width * height):
+        with self._decoding(decode_footprint(image.opened, image.data, config=draft)):
             with codecs.pillow_errors(f"image {index}"), closing(image.opened):  # closing: Pillow's copy of the pixels
                 pixels = decode_pixels(image.opened, image.data, config=draft)
             return self._transform(pixels)
