@@ -278,6 +278,28 @@ def test_batch_transform_answers_an_unreadable_image_in_its_record_and_a_wrong_s
     )
 
 
+def test_batch_transform_json_lines_a_record_that_does_not_decode_and_more_records_than_a_request_holds(
+    predictor, model_dir
+):
+    """A truncated JPEG (its header is fine) failed the whole request, as did 300 records (one 413 line for all):
+    each record now gets its own answer line, in order."""
+    batch_env = ServingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(model_dir.parent), "SAGEMAKER_BATCH": "true"})
+    client = create_app(predictor, batch_env).test_client()
+    good, whole = jpeg(0, seed=3), jpeg(1, seed=4)
+    truncated = whole[: len(whole) * 3 // 4]
+    records = [json.dumps({"b64": b64(image)}) for image in (good, truncated, good)]
+    answer = post(client, "\n".join(records).encode(), "application/jsonlines", Accept="application/jsonlines")
+    lines = [json.loads(line) for line in answer.data.splitlines()]
+    assert len(lines) == 3 and lines[1]["status"] == 400 and lines[1]["error"].startswith("line 2 cannot be decoded")
+    alone = post(client, good, "image/jpeg").get_json()[0]
+    np.testing.assert_allclose([lines[0], lines[2]], [alone, alone], atol=1e-5)
+    many = "\n".join([json.dumps(b64(good))] * 300).encode()
+    answer = post(client, many, "application/jsonlines", Accept="application/jsonlines")
+    rows = [json.loads(line) for line in answer.data.splitlines()]
+    assert len(rows) == 300 and all(isinstance(row, list) for row in rows)
+    np.testing.assert_allclose(rows[-1], alone, atol=1e-5)
+
+
 def test_batch_transform_json_lines_answer_every_record_on_its_own_line(predictor, model_dir):
     """SplitType=Line, AssembleWith=Line: a bad record costs its own line only, so the others' answers are kept and
     every answer stays beside its record (join_source=Input); outside batch mode it is the request's 400."""

@@ -70,10 +70,21 @@ def test_json_lines_records_keep_each_refusal_in_its_place():
         b'"%s"\n{"b64": 7}\n"%s"' % (b64(jpeg(0)).encode(), b64(png()).encode()), LIMITS
     )
     assert [type(record).__name__ for record in records] == ["EncodedImage", "ServingError", "EncodedImage"]
-    assert "line 2" in str(records[1])
-    over = codecs.DecodeLimits(max_pixels=40_000_000, max_request_pixels=100)  # the request as a whole: still refused
-    with pytest.raises(PayloadTooLarge):
-        codecs.json_lines_records(json.dumps(b64(jpeg(0))).encode(), over)
+    assert "line 2" in str(records[1]) and records[2].label == "line 3"  # how the predictor names it, too
+    too_many = b"\n".join([b"{}"] * (codecs.MAX_BATCH_RECORDS + 1))
+    with pytest.raises(PayloadTooLarge, match="lower the transform's MaxPayloadInMB"):
+        codecs.json_lines_records(too_many, LIMITS)
+
+
+def test_a_batch_requests_records_are_served_in_requests_worth():
+    """A batch transform's MultiRecord request may hold more records, or more pixels, than one request may: it is
+    served in consecutive runs within both limits (it was one 413 line for every record)."""
+    image = codecs.open_image(jpeg(0), LIMITS)
+    pixels = image.opened.size[0] * image.opened.size[1]
+    two_per_run = codecs.DecodeLimits(max_request_pixels=2 * pixels)
+    assert [len(run) for run in codecs.record_chunks([image] * 5, two_per_run)] == [2, 2, 1]
+    runs = list(codecs.record_chunks([image] * (codecs.MAX_IMAGES_PER_REQUEST + 3), LIMITS))
+    assert [len(run) for run in runs] == [codecs.MAX_IMAGES_PER_REQUEST, 3]
 
 
 def test_json_lines_errors_name_the_line_and_the_count_is_bounded_before_parsing():

@@ -40,6 +40,8 @@ class Model(Protocol):
 
     def predict(self, images: Sequence[codecs.Image_]) -> np.ndarray: ...
 
+    def predict_each(self, images: Sequence[codecs.Image_]) -> list[np.ndarray | ServingError]: ...
+
 
 def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str = "") -> Flask:
     """The WSGI app; model None means loading failed and unavailable_reason says why."""
@@ -94,15 +96,17 @@ def _answer_records(
     model: Model, body: bytes, limits: codecs.DecodeLimits, response: codecs.ResponseFormat
 ) -> Response:
     """A batch transform job's JSON Lines in and out (SplitType=Line, AssembleWith=Line): one answer line per record,
-    a record that cannot be served answered by its {"error", "status"} line, so the others' answers are kept and
-    every line stays beside its record (join_source=Input)."""
+    a record that cannot be served (unreadable, too large, undecodable) answered by its {"error", "status"} line,
+    so the others' answers are kept and every line stays beside its record (join_source=Input). The records are
+    served in requests' worth (codecs.record_chunks)."""
     records = codecs.json_lines_records(body, limits)
-    for number, record in enumerate(records, 1):
-        if isinstance(record, ServingError):
-            log.info("record %d refused (%d): %s", number, record.status, record)
     served = [record for record in records if not isinstance(record, ServingError)]
-    probabilities = model.predict(served) if served else np.empty((0, len(model.class_names)), np.float32)
-    payload = codecs.encode_json_lines_records(records, probabilities, model.class_names, response.top_k)
+    results = iter([answer for chunk in codecs.record_chunks(served, limits) for answer in model.predict_each(chunk)])
+    answers = [record if isinstance(record, ServingError) else next(results) for record in records]
+    for number, answer in enumerate(answers, 1):
+        if isinstance(answer, ServingError):
+            log.info("record %d refused (%d): %s", number, answer.status, answer)
+    payload = codecs.encode_json_lines_records(answers, model.class_names, response.top_k)
     return Response(payload, status=200, mimetype=response.media_type)
 
 

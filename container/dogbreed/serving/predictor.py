@@ -19,6 +19,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -160,6 +161,19 @@ class Predictor:
         with self._batcher.slot() as slot:
             batch = self.preprocess(images)  # in the caller's thread, overlapping other forwards
             future = slot.submit(batch, len(batch))
+        return self._result(future)
+
+    def predict_each(self, images: Sequence[codecs.Image_]) -> list[np.ndarray | ServingError]:
+        """predict() for records answered one by one (a batch transform's JSON Lines): each image's probabilities,
+        or the ServingError that says why it cannot be decoded, in its place; the others share one batch."""
+        with self._batcher.slot() as slot, hardware.torch_threads(1):
+            tensors = [self._tensor_or_error(image, index) for index, image in enumerate(images)]
+            decoded = [tensor for tensor in tensors if isinstance(tensor, torch.Tensor)]
+            future = slot.submit(cat_channels_last(decoded), len(decoded)) if decoded else None
+        rows = iter(self._result(future) if future else ())
+        return [next(rows) if isinstance(tensor, torch.Tensor) else tensor for tensor in tensors]
+
+    def _result(self, future: Future) -> np.ndarray:
         try:
             return future.result(timeout=self.config.timeout_s)
         except FutureTimeout:
@@ -174,13 +188,20 @@ class Predictor:
         with hardware.torch_threads(1):
             return cat_channels_last([self._to_tensor(image, index)[None] for index, image in enumerate(images)])
 
+    def _tensor_or_error(self, image: codecs.Image_, index: int) -> torch.Tensor | ServingError:
+        try:
+            return self._to_tensor(image, index)[None]
+        except ServingError as exc:
+            return exc
+
     def _to_tensor(self, image: codecs.Image_, index: int) -> torch.Tensor:
         if isinstance(image, np.ndarray):  # HxWx3 uint8, validated by the codec
             pixels = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
             return self._transform(torch.from_numpy(pixels).permute(2, 0, 1))
         draft = self.preprocess_config if self.config.jpeg_draft else None
         with self._decoding(decode_footprint(image.opened, image.data, config=draft)):
-            with codecs.pillow_errors(f"image {index}"), closing(image.opened):  # closing: Pillow's copy of the pixels
+            where = image.label or f"image {index}"
+            with codecs.pillow_errors(where), closing(image.opened):  # closing: Pillow's copy of the pixels
                 pixels = decode_pixels(image.opened, image.data, config=draft)
             return self._transform(pixels)
 
