@@ -212,6 +212,19 @@ def test_an_int8_layout_this_image_does_not_read_is_served_fp32_and_the_log_says
     assert "int8 will not be served: its int8 layout 'int9' is not one this image reads" in caplog.text
 
 
+def test_an_int8_file_that_does_not_fit_the_model_is_served_fp32_and_the_log_says_why(caplog):
+    """model_int8.pt replaced by another file of tensors (here the fp32 weights): the model was unservable (503)."""
+    made = int8_artifact(gate_passed=True)
+    foreign = dataclasses.replace(made, int8_state=made.model.state_dict())
+    predictor = Predictor(foreign, PredictorConfig(precision="int8"))
+    try:
+        assert predictor.predict(images(2)).shape == (2, len(CLASS_NAMES))
+    finally:
+        predictor.close()
+    assert predictor.precision == "fp32"
+    assert "int8 will not be served: model_int8.pt does not fit this model (" in caplog.text
+
+
 def test_auto_times_the_candidates_and_logs_its_choice(caplog):
     caplog.set_level("INFO")
     predictor = Predictor(int8_artifact(gate_passed=True), PredictorConfig(precision="auto"))

@@ -141,13 +141,26 @@ class Predictor:
     def _choose_model(
         self, artifact: Artifact, host: hardware.Machine
     ) -> tuple[hardware.PrecisionChoice, torch.nn.Module]:
-        """The requested precision, or under auto the fastest one measured here; the model prepared in it."""
+        """The requested precision, or under auto the fastest one measured here; the model prepared in it. An int8
+        file that does not fit the model (another model's, another layout) is refused like a missing one."""
         refusal = quantize.int8_refusal(artifact) if self.device == "cpu" else GPU_INT8
         if refusal and artifact.int8:
             log.warning("int8 will not be served: %s", refusal)
-        names = hardware.serving_candidates(self.config.precision, device=self.device, host=host, int8_refusal=refusal)
-        choice = hardware.choose_precision(self.config.precision, names, int8_refusal=refusal)
-        return choice, prepare(artifact, choice.precision, self.device)
+        choice = self._choose_precision(host, refusal)
+        if choice.precision != "int8":
+            return choice, prepare(artifact, choice.precision, self.device)
+        try:
+            return choice, prepare(artifact, "int8", self.device)
+        except Exception as exc:  # load_state_dict and tracing raise KeyError, RuntimeError, ... for a foreign file
+            refusal = f"{quantize.INT8_WEIGHTS_FILE} does not fit this model ({codecs.reason(exc)})"
+            log.warning("int8 will not be served: %s", refusal)
+            choice = self._choose_precision(host, refusal)
+            return choice, prepare(artifact, choice.precision, self.device)
+
+    def _choose_precision(self, host: hardware.Machine, int8_refusal: str | None) -> hardware.PrecisionChoice:
+        requested = self.config.precision
+        names = hardware.serving_candidates(requested, device=self.device, host=host, int8_refusal=int8_refusal)
+        return hardware.choose_precision(requested, names, int8_refusal=int8_refusal)
 
     @classmethod
     def load(cls, model_dir: Path, config: PredictorConfig = PredictorConfig()) -> "Predictor":
