@@ -18,6 +18,8 @@ DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
 DEFAULT_SERVER_TIMEOUT = 60
 REALTIME_MAX_PAYLOAD_MB = 6
+MAX_PORT = 65535
+TRANSFORM_MAX_PAYLOAD_MB = 100  # the largest MaxPayloadInMB a batch transform job accepts
 
 
 def _under(*parts: str) -> property:
@@ -118,7 +120,9 @@ def _channels(paths: Paths) -> dict[str, Path]:
     return {name: paths.data_dir / name for name in sorted({*declared, *present})}
 
 
-def _int_env(environ: Mapping[str, str], key: str, default: int | None, *, minimum: int = 1) -> int | None:
+def _int_env(
+    environ: Mapping[str, str], key: str, default: int | None, *, minimum: int = 1, maximum: int | None = None
+) -> int | None:
     raw = environ.get(key, "").strip()
     if not raw:
         return default
@@ -128,11 +132,16 @@ def _int_env(environ: Mapping[str, str], key: str, default: int | None, *, minim
         raise UserError(f"{key}={raw!r} is not an integer") from None
     if value < minimum:
         raise UserError(f"{key}={raw!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{key}={raw!r} must be at most {maximum}")
     return value
 
 
 DEFAULT_PRECISION = "auto"
 DEFAULT_MAX_BATCH_SIZE = 16
+# As many images as one request may carry (serving.codecs.MAX_IMAGES_PER_REQUEST); a ResNet50 forward of 256
+# images peaks at about 3.7 GB in fp32, and each image more adds about 11 MB.
+MAX_BATCH_SIZE = 256
 DEFAULT_MAX_BATCH_DELAY_MS = 20
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: beyond any photo that fits a 6 MB request
 # All images of one request: 2.5 x the largest image, about two seconds of decoding on one core; a 6 MB body of
@@ -148,6 +157,7 @@ class Setting:
     doc: str
     shown: str = ""
     minimum: int = 1  # integers
+    maximum: int | None = None
     choices: tuple[str, ...] = ()  # strings, matched ignoring case
 
 
@@ -162,7 +172,7 @@ class ServingEnv:
     serving variables, their defaults and their documentation (`serve --help`, README "Serving")."""
 
     model_dir: Path
-    port: int = _setting("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, "listening port on 0.0.0.0")
+    port: int = _setting("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, "listening port on 0.0.0.0", maximum=MAX_PORT)
     workers: int | None = _setting(
         "SAGEMAKER_MODEL_SERVER_WORKERS", None, "worker processes, each with a model copy",
         shown="one per 4 cores, bounded by memory (2 GiB each); 1 on GPU hosts",
@@ -172,7 +182,11 @@ class ServingEnv:
         DEFAULT_SERVER_TIMEOUT,
         "worker heartbeat and per-request inference deadline (s)",
     )
-    max_payload_mb: int = _setting("SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_MAX_PAYLOAD_MB, "request body limit (MB)")
+    max_payload_mb: int = _setting(
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_MAX_PAYLOAD_MB,
+        f"request body limit (MB; at most {TRANSFORM_MAX_PAYLOAD_MB}, batch transform's largest MaxPayloadInMB)",
+        maximum=TRANSFORM_MAX_PAYLOAD_MB,
+    )  # fmt: skip
     batch: str = _setting(
         "SAGEMAKER_BATCH", "false",
         "true in a batch transform job: an image the server cannot read is answered 200 {\"error\": ...} "
@@ -191,8 +205,10 @@ class ServingEnv:
         choices=SERVING_PRECISIONS,
     )  # fmt: skip
     max_batch_size: int = _setting(
-        "DOGBREED_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, "dynamic batching: most images per forward pass"
-    )
+        "DOGBREED_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE,
+        f"dynamic batching: most images per forward pass (at most {MAX_BATCH_SIZE}, as many as one request carries)",
+        maximum=MAX_BATCH_SIZE,
+    )  # fmt: skip
     max_batch_delay_ms: int = _setting(
         "DOGBREED_MAX_BATCH_DELAY_MS", DEFAULT_MAX_BATCH_DELAY_MS,
         "dynamic batching: longest wait for callers still decoding or coming back (a lone request never waits)",
@@ -243,7 +259,7 @@ def _read_setting(environ: Mapping[str, str], f: Field) -> object:
     """A setting's value: one of its choices (matched ignoring case) when it has them, else an integer."""
     setting: Setting = f.metadata["setting"]
     if not setting.choices:
-        return _int_env(environ, setting.variable, f.default, minimum=setting.minimum)
+        return _int_env(environ, setting.variable, f.default, minimum=setting.minimum, maximum=setting.maximum)
     raw = environ.get(setting.variable, "").strip()
     if not raw:
         return f.default

@@ -33,8 +33,18 @@ def test_each_variable_sets_its_field_and_blank_means_the_default():
     [("DOGBREED_PRECISION", "fp64", "expected one of auto, fp32, bf16, int8"),
      ("SAGEMAKER_BATCH_STRATEGY", "ALL", "expected one of SINGLE_RECORD, MULTI_RECORD"),
      ("DOGBREED_MAX_BATCH_SIZE", "0", "must be at least 1"),
-     ("SAGEMAKER_MODEL_SERVER_WORKERS", "many", "is not an integer")],
+     ("SAGEMAKER_MODEL_SERVER_WORKERS", "many", "is not an integer"),
+     ("SAGEMAKER_BIND_TO_PORT", "70000", "must be at most 65535"),
+     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "99999999999999", "must be at most 100"),
+     ("DOGBREED_MAX_BATCH_SIZE", "100000", "must be at most 256")],
 )  # fmt: skip
 def test_a_bad_value_names_its_variable(variable, value, message):
     with pytest.raises(UserError, match=f"{variable}='{value}'.*{message}"):
         ServingEnv.from_environ({variable: value})
+
+
+def test_the_largest_values_nginx_and_sagemaker_accept_are_allowed():
+    env = ServingEnv.from_environ(
+        {"SAGEMAKER_BIND_TO_PORT": "65535", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100", "DOGBREED_MAX_BATCH_SIZE": "256"}
+    )
+    assert (env.port, env.max_payload_mb, env.max_batch_size) == (65535, 100, 256)
