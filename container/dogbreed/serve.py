@@ -163,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     try:
         env = ServingEnv.from_environ()
+        run_tmp = _run_tmp_dir()
     except UserError as exc:
         log.error("cannot start the model server: %s", exc)
         return 1
-    with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
+    with run_tmp as tmp:
         run_dir = Path(tmp)
         run_dir.chmod(0o755)  # nginx's workers run unprivileged and must reach the socket
         nginx_conf = run_dir / "nginx.conf"
@@ -181,6 +182,18 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             ]
         )
+
+
+def _run_tmp_dir() -> tempfile.TemporaryDirectory:
+    """The directory for nginx.conf, the socket and the markers; UserError when there is no writable one (a
+    read-only root file system without a tmpfs)."""
+    try:
+        return tempfile.TemporaryDirectory(prefix="dogbreed-serve-")
+    except OSError as exc:
+        raise UserError(
+            f"no writable temporary directory ({exc}): mount one, e.g. docker run --tmpfs /tmp, "
+            "or set TMPDIR to a writable one"
+        ) from exc
 
 
 @dataclass
