@@ -52,6 +52,13 @@ def plan_server(env: ServingEnv, host: hardware.Machine) -> ServerPlan:
     """Size the server for the host: never one model copy per vCPU, never more compute threads than cores."""
     if env.workers:
         workers = env.workers
+        if workers * WORKER_MEMORY_BYTES > host.memory_bytes:
+            log.warning(
+                "SAGEMAKER_MODEL_SERVER_WORKERS=%d: %d workers x %d GiB exceed the %.1f GiB of memory here: expect "
+                "workers to be killed when it runs out (%d fit)",
+                workers, workers, WORKER_MEMORY_BYTES // 1024**3, host.memory_bytes / 1024**3,
+                max(1, host.memory_bytes // WORKER_MEMORY_BYTES),
+            )  # fmt: skip
     elif host.gpus:
         workers = 1  # one process feeds the GPU; batching keeps it busy
     else:
