@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from .contract.hyperparams import FINE_TUNE_MODES, check_implemented
 from .errors import ArtifactError, UserError
-from .files import load_tensors, torch_bytes, write_atomically, writing
+from .files import describe, load_tensors, torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -178,12 +179,25 @@ def _int8_state(model_dir: Path, gate: dict) -> dict | None:
         return None
 
 
+def _check_readable(path: Path) -> None:
+    """ArtifactError unless path is a file this process may read; the message says what to fix."""
+    try:
+        if path.is_file():
+            path.open("rb").close()
+            return
+    except OSError as exc:  # e.g. files root's own (0600) and the server run as another user
+        raise ArtifactError(
+            f"cannot read the model file {path}: {describe(exc)}; make it readable for uid {os.geteuid()} "
+            f"(e.g. chmod -R a+rX {path.parent}), or run the server as its owner"
+        ) from None
+    raise ArtifactError(f"model artifact incomplete: {path} not found (train first, or check the model data)")
+
+
 def load_artifact(model_dir: Path) -> Artifact:
     """Load the artifact from model_dir onto the CPU, in eval mode; ArtifactError says what is wrong."""
     config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
     for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ArtifactError(f"model artifact incomplete: {path} not found (train first, or check the model data)")
+        _check_readable(path)
     try:
         config = json.loads(config_path.read_text())
         head = HeadConfig(**config["head"])

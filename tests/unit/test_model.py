@@ -3,7 +3,10 @@ refused artifacts, and what each fine_tune mode trains."""
 
 import copy
 import json
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -155,6 +158,35 @@ def test_a_bad_artifact_is_refused_saying_what_is_wrong(artifact_dir, damage, me
     damage(artifact_dir)
     with pytest.raises(ArtifactError, match=message):
         load_artifact(artifact_dir)
+
+
+@contextmanager
+def another_user() -> Iterator[int]:
+    """Inside the block this process acts as `nobody` when it is root (to whom chmod denies nothing); yields the uid."""
+    if os.geteuid() != 0:
+        yield os.geteuid()
+        return
+    os.seteuid(65534)
+    try:
+        yield 65534
+    finally:
+        os.seteuid(0)
+
+
+def test_model_files_the_server_user_cannot_read_are_named_with_the_fix(saved):
+    with tempfile.TemporaryDirectory() as tmp:  # tmp_path's parents are closed to other users
+        model_dir = Path(tmp)
+        model_dir.chmod(0o755)
+        config = model_dir / CONFIG_FILE
+        config.write_bytes((saved / CONFIG_FILE).read_bytes())
+        config.chmod(0o600)  # as root's files, served with docker run --user 1000:1000
+        (model_dir / WEIGHTS_FILE).symlink_to(saved / WEIGHTS_FILE)
+        with another_user() as uid, pytest.raises(ArtifactError) as raised:
+            load_artifact(model_dir)
+    assert str(raised.value) == (
+        f"cannot read the model file {config}: permission denied (EACCES); make it readable for uid {uid} "
+        f"(e.g. chmod -R a+rX {model_dir}), or run the server as its owner"
+    )
 
 
 @pytest.mark.parametrize(
