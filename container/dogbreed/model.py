@@ -190,7 +190,23 @@ def _check_readable(path: Path) -> None:
             f"cannot read the model file {path}: {describe(exc)}; make it readable for uid {os.geteuid()} "
             f"(e.g. chmod -R a+rX {path.parent}), or run the server as its owner"
         ) from None
-    raise ArtifactError(f"model artifact incomplete: {path} not found (train first, or check the model data)")
+    raise ArtifactError(f"model artifact incomplete: {path} not found{_found_instead(path)}")
+
+
+def _found_instead(missing: Path) -> str:
+    """What the model directory holds instead of a missing file, and what to do about it."""
+    model_dir = missing.parent
+    if packed := next(model_dir.glob("*.tar.gz"), None):
+        return (
+            f"; found {packed.name} instead: SageMaker unpacks it, locally unpack it into {model_dir} "
+            f"(tar -xzf {packed} -C {model_dir})"
+        )
+    if nested := next((p for p in model_dir.rglob(missing.name) if p.is_file()), None):
+        return (
+            f"; found {nested} instead: the archive has a top-level folder, pack the files at the archive's root "
+            f"(tar -C {nested.parent.relative_to(model_dir)} -czf model.tar.gz .)"
+        )
+    return " (train first, or check the model data)"
 
 
 def load_artifact(model_dir: Path) -> Artifact:

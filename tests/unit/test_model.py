@@ -4,6 +4,7 @@ refused artifacts, and what each fine_tune mode trains."""
 import copy
 import json
 import os
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,29 @@ def test_a_bad_artifact_is_refused_saying_what_is_wrong(artifact_dir, damage, me
     damage(artifact_dir)
     with pytest.raises(ArtifactError, match=message):
         load_artifact(artifact_dir)
+
+
+def test_a_model_archive_left_packed_is_named_with_the_fix(tmp_path):
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz"):
+        pass
+    with pytest.raises(ArtifactError) as raised:
+        load_artifact(tmp_path)
+    assert str(raised.value) == (
+        f"model artifact incomplete: {tmp_path / CONFIG_FILE} not found; found model.tar.gz instead: SageMaker "
+        f"unpacks it, locally unpack it into {tmp_path} (tar -xzf {tmp_path / 'model.tar.gz'} -C {tmp_path})"
+    )
+
+
+def test_an_artifact_one_folder_down_is_named_with_the_fix(artifact_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("opt_ml_model")
+    artifact_dir.rename(model_dir / "model")  # what a tar of the folder, not of its files, unpacks to
+    with pytest.raises(ArtifactError) as raised:
+        load_artifact(model_dir)
+    assert str(raised.value) == (
+        f"model artifact incomplete: {model_dir / CONFIG_FILE} not found; found {model_dir / 'model' / CONFIG_FILE} "
+        "instead: the archive has a top-level folder, pack the files at the archive's root "
+        "(tar -C model -czf model.tar.gz .)"
+    )
 
 
 @contextmanager
