@@ -139,7 +139,7 @@ def _int_env(
 
 DEFAULT_PRECISION = "auto"
 DEFAULT_MAX_BATCH_SIZE = 16
-# As many images as one request may carry (serving.codecs.MAX_IMAGES_PER_REQUEST); a ResNet50 forward of 256
+# Also the most images one request may carry (serving.codecs.MAX_IMAGES_PER_REQUEST); a ResNet50 forward of 256
 # images peaks at about 3.7 GB in fp32, and each image more adds about 11 MB.
 MAX_BATCH_SIZE = 256
 DEFAULT_MAX_BATCH_DELAY_MS = 20

@@ -79,9 +79,9 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans, too_elongated
-from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
+from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, MAX_BATCH_SIZE
 
-MAX_IMAGES_PER_REQUEST = 256
+MAX_IMAGES_PER_REQUEST = MAX_BATCH_SIZE  # so one forward pass may hold a whole request
 DEFAULT_TOP_K = 5
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"  # SageMaker's name (batch transform, the SDK's JSONLinesDeserializer)
