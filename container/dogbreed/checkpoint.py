@@ -196,7 +196,7 @@ class StopFlag:
         return self.requested
 
     def _handle(self, signum: int, _frame: object) -> None:
-        log.warning("received signal %d: stopping after the current batch and saving a checkpoint", signum)
+        log.warning("received signal %d: stopping after the current batch (checkpointing the epochs completed)", signum)
         self.requested = True
 
 

@@ -43,7 +43,9 @@ class SplitPaths:
 
 
 WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
-IGNORED_FOLDERS = ("__MACOSX",)  # resource forks a zip made on macOS extracts beside the data
+# What operating systems leave beside the data: a macOS zip's resource forks, a Windows drive's recycle bin and
+# restore points (copied along with a USB stick's dataset).
+IGNORED_FOLDERS = ("__MACOSX", "$RECYCLE.BIN", "System Volume Information")
 
 
 def find_splits(channels: Mapping[str, Path]) -> SplitPaths:

@@ -88,7 +88,8 @@ def test_class_folders_alone_hold_out_a_validation_split_by_file_path(dog_images
     validation split, the same ones wherever the files are mounted."""
     caplog.set_level("INFO", logger="dogbreed.data")
     train = dog_images / "train"
-    (train / "__MACOSX").mkdir()  # not a class
+    for junk in ("__MACOSX", "$RECYCLE.BIN", "System Volume Information"):  # what a Mac's zip or a USB stick adds
+        (train / junk / "x").mkdir(parents=True)  # not classes
     source = next(train.glob("001.*/*.jpg"))
     for number in range(7):  # 001: 10 images, 002: 3, 003: 1
         (source.parent / f"more{number}.jpg").write_bytes(source.read_bytes())
