@@ -34,3 +34,22 @@ MAX_JPEG_SCANS = 100
 def jpeg_scans(data: bytes) -> int:
     """Start-of-scan markers in a JPEG file: entropy-coded data never holds FF DA (a data FF is stuffed as FF 00)."""
     return data.count(b"\xff\xda")
+
+
+# SOF9-11 and SOF13-15: arithmetic entropy coding (decoded by torchvision: presets.decode_pixels).
+ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def jpeg_arithmetic(data: bytes) -> bool:
+    """Whether a JPEG's frame is arithmetic-coded: its segments walked from SOI to the first frame marker (SOFn), by
+    their lengths, so no byte of a segment's payload (EXIF, comments) is read as a marker."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # not DHT, JPG, DAC: a frame
+            return marker in ARITHMETIC_FRAMES
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False

@@ -11,7 +11,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
 
-from .formats import jpeg_scans
+from .formats import jpeg_arithmetic, jpeg_scans
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,10 +138,13 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
 
     A JPEG in RGB or grayscale that draft mode would not reduce is decoded by torchvision.io.decode_jpeg instead:
     the same libjpeg-turbo decode, bit for bit (tests/unit/test_presets.py), straight into a tensor, without
-    Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. If torchvision
-    refuses the file, Pillow decodes it or raises the error its callers handle.
+    Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. So is an
+    arithmetic-coded one, drafted or not: Pillow feeds libjpeg-turbo the file in pieces, and its arithmetic decoding
+    cannot resume after one (a photo over ~64 KB fails), torchvision gives it the whole file. If
+    torchvision refuses the file, Pillow decodes it or raises the error its callers handle.
     """
-    if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L") and _draft_size(image, config) is None:
+    whole = _draft_size(image, config) is None or jpeg_arithmetic(data)
+    if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L") and whole:
         try:
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
@@ -168,6 +171,8 @@ def decode_footprint(image: Image.Image, data: bytes, *, config: PreprocessConfi
     880 KB each, decoded at once, took a worker from 0.8 to 4.5 GB)."""
     if isinstance(image, JpegImageFile) and jpeg_scans(data) > 1:
         return 2 * image.size[0] * image.size[1]
+    if jpeg_arithmetic(data):  # decoded whole (decode_pixels)
+        return image.size[0] * image.size[1]
     width, height = decoded_size(image, config=config)
     return width * height
 

@@ -1,6 +1,7 @@
 """presets: the eval and train transforms, decode_rgb's handling of every pixel mode, decode_pixels' JPEG path,
 and the saved config."""
 
+import base64
 import io
 import json
 
@@ -183,6 +184,36 @@ def test_a_jpeg_of_several_scans_counts_its_full_size_twice_in_the_decode_budget
     assert decode_footprint(image, data, config=PreprocessConfig()) == 500 * 375  # baseline, one scan: drafted
     image, data = jpeg_file(photo((4000, 3000)), quality=80, progressive=True)
     assert decode_footprint(image, data, config=PreprocessConfig()) == 2 * 4000 * 3000
+
+
+# A 240 x 180 gradient, arithmetic-coded: `cjpeg -arithmetic -quality 50` (libjpeg-turbo-progs) of a PPM with
+# pixel (x, y) = (x, y, (x + y) // 2). Pillow cannot write arithmetic coding.
+ARITHMETIC_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19i"
+    "Z2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2Nj"
+    "Y2NjY2NjY2P/yQARCAC0APADASIAAhEBAxEB/8wACgAQEAUBEBEF/9oADAMBAAIRAxEAPwD/AJGUeJ/RwI62jZJiVqK37QFgsBHA"
+    "IIH2K10t7XqL4rG4zZEiHYB4YToa7NJ3tocNMF6V2xlPwRlLVvBF5NnoB9wsZNz4r/7jo6q/y7VJxXfRNBsSF/Vru2dhv53eZwX/"
+    "AAkjMW5qBUtp8cnUUnSpQZKti1kPEa26R1IrEt8zitfcpcyA1RsIWsHRbRKNTHFrC5FqwBrfD/kxsbTG6geFnJLjcaiVyqVdkola"
+    "ZHnH5UXFFBxnjJ5Uqlisb2DOQd4iuNboSgaeFtlGrjlTqQStYF2saFqJF+cG819RBPrZt3yE/wDGdLs/GGr7gBpoMcH/APLb5SKu"
+    "WzNbEsTIzWeXoSsxq19r7ZVwX2Vf+mg2XMnMhEjKLS1j5cTTe4/IVtJQtSd+mGuv+rb/AB2m/NIoAIa3WAhMYmp9cjoG2t8xHher"
+    "68KREADIQAdyyvXscP3IiYkuqFrRNdxSTGDj+cOJfhTtkaIwlK5NgrK+xxRiEXB3hMFR/wA4gWZKelaD/PDGZj5Dw9uYxTcwq5te"
+    "AmWgYIRxamtYgmOUtSMFKkdgNar+aUISLUttOYPoUQH0RXJkjKF8PEaMfPrKdXNLXa8j49AXSwieSecq29sLgtAULwzoqMs7hvGF"
+    "QxFArnfqTk/r8K37B2sZYYh/XNhhRzENBTRxstmFejCCsqWdUX7+4BCz0SBttsdkQpzh8sGGGxCI24d5Q0fCOISH8dXNlSHAEvVh"
+    "Ctr0YV8+oQyI3nj9/iZ1DrNJsCFKTEIQRclYy4B1mT//AP8A9oL7oUYE8sj9KxRycUVVv/y9T93m39My+GNQvaFQHsWRZQ7JURBg"
+    "ERMkSQ8D+5KqFzdSc59v/n9UZYbWs0IWaWD/2Q=="
+)
+
+
+def test_an_arithmetic_coded_jpeg_is_decoded_by_torchvision_drafted_or_not():
+    """Pillow feeds libjpeg-turbo a file in pieces, and its arithmetic decoding cannot resume after one: a valid
+    arithmetic-coded photo over ~64 KB failed "broken data stream" whenever it was drafted. torchvision decodes from
+    the whole file: it decodes such a JPEG whole, drafted or not, and the decode budget counts it whole."""
+    image = Image.open(io.BytesIO(ARITHMETIC_JPEG))
+    pixels = decode_pixels(image, ARITHMETIC_JPEG, config=CONFIG)  # CONFIG's resize would draft a Huffman JPEG
+    y, x = np.mgrid[0:180, 0:240]
+    source = torch.from_numpy(np.stack([x, y, (x + y) // 2]).astype(np.float32))
+    assert tuple(pixels.shape) == (3, 180, 240) and (pixels.float() - source).abs().mean() < 4
+    assert decode_footprint(image, ARITHMETIC_JPEG, config=CONFIG) == 240 * 180
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
