@@ -374,13 +374,14 @@ def loader_processes(requested: int, batch_bytes: int, processes: int, shared_me
         free = shutil.disk_usage(shared_memory).free // processes
     except OSError:  # no /dev/shm: torch shares through files elsewhere
         return requested
-    fits = min(requested, free // (2 * PREFETCHED_BATCHES * batch_bytes))
+    per_worker = 2 * PREFETCHED_BATCHES * batch_bytes
+    fits = min(requested, free // per_worker)
     if fits < requested:
         log.warning(
             "num_workers=%d would keep ~%d MB of batches in shared memory, but %s has %d MB free (per process): "
             "using %d loader process(es). Give the container more to load in parallel (docker run --shm-size 1g; "
             "shm_size in docker-compose)",
-            requested, requested * 2 * PREFETCHED_BATCHES * batch_bytes >> 20, shared_memory, free >> 20, fits,
+            requested, requested * per_worker >> 20, shared_memory, free >> 20, fits,
         )  # fmt: skip
     return fits
 
