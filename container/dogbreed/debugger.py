@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def create_hook(config: Path | None, model: nn.Module, criterion: nn.Module) -> 
 
 def _no_step() -> None:
     """Profiling disabled: a step costs nothing."""
+
+
+def profile_dir(output_data_dir: Path, enabled: bool) -> Path | None:
+    """Where profile=true traces (output/data/profile); None without it, and then an earlier run's trace there is
+    removed: the job's reports hold only this job's figures."""
+    target = output_data_dir / "profile"
+    if enabled:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    return None
 
 
 @contextlib.contextmanager

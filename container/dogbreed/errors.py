@@ -1,5 +1,8 @@
 """Error taxonomy: what the user must fix vs. what is our bug, and HTTP errors for serving."""
 
+import errno
+import os
+
 
 class UserError(Exception):
     """A problem the user can fix (bad hyperparameter, missing channel, missing weights).
@@ -33,3 +36,18 @@ class NotAcceptable(ServingError):
 
 class PayloadTooLarge(ServingError):
     status = 413
+
+
+def describe(exc: OSError) -> str:
+    """'no space left on device (ENOSPC)'; the OS's words, lower-cased, and the errno name."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno).lower()} ({errno.errorcode.get(exc.errno, exc.errno)})"
+
+
+def no_temp_dir(exc: OSError) -> UserError:
+    """torch and the servers need a temporary directory: a read-only root file system needs a tmpfs."""
+    return UserError(
+        f"no writable temporary directory ({exc}): mount one, e.g. docker run --tmpfs /tmp, "
+        "or set TMPDIR to a writable one"
+    )

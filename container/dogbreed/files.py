@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, describe
 
 _FIXES = {
     errno.ENOSPC: "free space or give the job a larger volume",
@@ -23,13 +23,6 @@ _FIXES = {
     errno.EPERM: "make it writable for the training user",
     errno.ENOTDIR: "a file stands where the directory should be",
 }
-
-
-def describe(exc: OSError) -> str:
-    """'no space left on device (ENOSPC)'; the OS's words, lower-cased, and the errno name."""
-    if exc.errno is None:
-        return str(exc)
-    return f"{os.strerror(exc.errno).lower()} ({errno.errorcode.get(exc.errno, exc.errno)})"
 
 
 @contextlib.contextmanager

@@ -79,6 +79,17 @@ def usable_memory() -> int:
     return memory
 
 
+def oom_kills() -> int | None:
+    """Processes of this container the kernel's out-of-memory killer has ended so far (cgroup v2 memory.events,
+    v1 memory.oom_control); None where neither is readable."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        for line in (_read(path) or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return None
+
+
 def gpu_count() -> int:
     return sum(1 for p in Path("/dev").glob("nvidia[0-9]*") if p.name[len("nvidia") :].isdigit())
 

@@ -14,8 +14,8 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 from .contract.hyperparams import FINE_TUNE_MODES, check_implemented
-from .errors import ArtifactError, UserError
-from .files import describe, load_tensors, torch_bytes, write_atomically, writing
+from .errors import ArtifactError, UserError, describe
+from .files import load_tensors, torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
 
 log = logging.getLogger(__name__)

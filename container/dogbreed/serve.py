@@ -28,7 +28,7 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 
 from . import hardware
-from .errors import ArtifactError, UserError
+from .errors import ArtifactError, UserError, no_temp_dir
 from .serving import front
 from .sm_env import ServingEnv
 
@@ -197,10 +197,7 @@ def _run_tmp_dir() -> tempfile.TemporaryDirectory:
     try:
         return tempfile.TemporaryDirectory(prefix="dogbreed-serve-")
     except OSError as exc:
-        raise UserError(
-            f"no writable temporary directory ({exc}): mount one, e.g. docker run --tmpfs /tmp, "
-            "or set TMPDIR to a writable one"
-        ) from exc
+        raise no_temp_dir(exc) from exc
 
 
 @dataclass

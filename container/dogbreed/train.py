@@ -4,10 +4,8 @@ boundary."""
 import argparse
 import dataclasses
 import errno
-import io
 import logging
 import os
-import sys
 import time
 import traceback
 from collections import Counter
@@ -24,22 +22,22 @@ from .checkpoint import Best, Checkpoint, Checkpointer, interrupt_on_sigterm, si
 from .contract import metrics
 from .contract.channels import PRETRAINED
 from .contract.hyperparams import Hyperparameters
-from .debugger import NullHook, create_hook, profiled_steps
+from .debugger import NullHook, create_hook, profile_dir, profiled_steps
 from .distributed import ONE_PROCESS, Cluster, Local, cluster, is_master_host, local_processes
 from .engine import Interrupted, Loop, make_loop
-from .errors import UserError
-from .files import check_writable, describe
+from .errors import UserError, describe
+from .files import check_writable
 from .hardware import choose_threads, malloc_in_use, set_torch_threads, usable_cpus
 from .launcher import run_local_workers
 from .model import HeadConfig, build_model, cached_imagenet_weights_path, freeze, load_backbone, save_artifact
 from .presets import PreprocessConfig
 from .recipes import Recipe
 from .sm_env import Paths, TrainingEnv, paths_from_environ
+from .supervisor import EXIT_INTERNAL_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, configure_logging, report_failure
 
 log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 1, 2, 143  # 143 = 128 + SIGTERM
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,12 +60,12 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         with interrupt_on_sigterm():
             launch(environ)
     except Interrupted as exc:
-        return _fail(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
+        return report_failure(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
     except UserError as exc:
-        return _fail(paths, str(exc), EXIT_USER_ERROR)
+        return report_failure(paths, str(exc), EXIT_USER_ERROR)
     except Exception as exc:  # the error boundary
         log.error("training failed with:\n%s", traceback.format_exc())
-        return _fail(paths, *_unexpected(exc))
+        return report_failure(paths, *_unexpected(exc))
     _remove_stale_failure(paths)
     return 0
 
@@ -197,8 +195,8 @@ def train(
         epochs_done=resumed.epochs_done if resumed else 0,
     )
     hook = create_hook(env.debughook_config, recipe.module, loop.criterion)
-    profile_dir = env.paths.output_data_dir / "profile" if hps.profile and node.is_master else None
-    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, profile_dir, node)
+    traces = profile_dir(env.paths.output_data_dir, hps.profile) if node.is_master else None
+    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, traces, node)
     try:
         history, best, stopped = epochs.fit(resumed, best)
         if best is None:
@@ -324,34 +322,6 @@ class Epochs:
             values.update(self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc}))
         log.info(metrics.final_line(best.epoch, values))
         return Outcome(history, {**final, **values}, confusion, stopped)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """INFO lines (metric lines included) to stdout, where SageMaker's metric regexes read them."""
-    package = logging.getLogger(__package__)
-    package.setLevel(level)
-    if isinstance(sys.stdout, io.TextIOWrapper):  # a non-UTF-8 file name is logged escaped, not lost to an error
-        sys.stdout.reconfigure(errors="backslashreplace")
-    if not package.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package.addHandler(handler)
-
-
-def _fail(paths: Paths, message: str, code: int) -> int:
-    """Write output/failure (SageMaker shows its first 1024 characters as FailureReason); if even that cannot
-    be written, the log says why and the exit code still reports the failure."""
-    log.error("training failed: %s", message)
-    try:
-        paths.output_dir.mkdir(parents=True, exist_ok=True)
-        paths.failure_file.write_text(
-            message + "\n", encoding="utf-8", errors="backslashreplace"
-        )  # a non-UTF-8 file name
-    except OSError as exc:
-        log.error(
-            "cannot write %s (%s): the failure reason above is only in this log", paths.failure_file, describe(exc)
-        )
-    return code
 
 
 def _remove_stale_failure(paths: Paths) -> None:

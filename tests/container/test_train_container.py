@@ -212,3 +212,22 @@ def test_full_model_dir_fails_naming_it_and_the_cause(image: str, tmp_path: Path
         "free space or give the job a larger volume"
     )
     assert "Traceback" not in result.stdout + result.stderr and epochs_logged(result.stdout) == [1]
+
+
+def test_out_of_memory_is_reported_with_the_settings_to_lower(image: str, tmp_path: Path) -> None:
+    """The kernel kills the job with SIGKILL, which no handler sees: `train`'s first process reports it."""
+    greedy = {**QUICK_HYPERPARAMETERS, "batch_size": "256", "image_size": "224", "fine_tune": "all"}
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", greedy)
+    result = docker_train(image, opt_ml, "--memory", "1500m", "--memory-swap", "1500m", check=False)
+    assert result.returncode == 137, result.stdout
+    failure = (opt_ml / "output" / "failure").read_text()
+    assert failure.startswith("out of memory: the kernel killed a training process (the container has 1.5 GiB")
+    assert "lower batch_size" in failure and not epochs_logged(result.stdout)
+
+
+def test_read_only_root_without_a_tmpfs_says_what_to_mount(image: str, tmp_path: Path) -> None:
+    opt_ml = make_opt_ml(tmp_path / "opt_ml", QUICK_HYPERPARAMETERS)
+    result = docker_train(image, opt_ml, "--read-only", check=False)
+    assert result.returncode == 1, result.stdout
+    assert "mount one, e.g. docker run --tmpfs /tmp" in (opt_ml / "output" / "failure").read_text()
+    assert "Traceback" not in result.stdout + result.stderr

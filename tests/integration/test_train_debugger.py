@@ -40,8 +40,12 @@ def test_hook_saves_train_and_eval_losses_gradients_and_relu_inputs(sm_tree, run
     assert (profile / "trace.json").stat().st_size > 0 and "Self CPU" in (profile / "op_summary.txt").read_text()
 
 
-def test_no_config_means_no_hook(sm_tree, run_train):
+def test_no_config_means_no_hook_and_no_profile(sm_tree, run_train):
     base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": "false"}, per_class=4)
+    earlier = base / "output" / "data" / "profile"  # an earlier run's trace (profile=true) in the same tree
+    earlier.mkdir(parents=True)
+    (earlier / "trace.json").write_text("{}")
     result = run_train(base)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smdebug" not in result.stdout and not (base / "output" / "tensors").exists()
+    assert not earlier.exists()  # the reports hold this job's figures only

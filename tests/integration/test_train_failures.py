@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from dogbreed import train
+from dogbreed import supervisor, train
 
 HEAD_ONLY = {"epochs": "1", "fine_tune": "head", "augment": "false"}
 
@@ -156,3 +156,14 @@ def test_successful_run_removes_a_stale_failure(sm_tree):
     (base / "output" / "failure").write_text("training stopped by SIGTERM: ...\n")
     assert run_in_process(base) == 0
     assert not (base / "output" / "failure").exists()
+
+
+def test_a_job_that_ends_without_reporting_why_is_reported(sm_tree, monkeypatch):
+    """`train`'s first process writes output/failure when the job exits non-zero without writing one (e.g. its
+    interpreter fails before main() runs); an earlier run's failure file is not taken for this run's."""
+    base = sm_tree(HEAD_ONLY)
+    (base / "output").mkdir()
+    (base / "output" / "failure").write_text("training stopped by SIGTERM: ...\n")
+    monkeypatch.setattr(supervisor, "JOB", "import sys; sys.exit(3)")
+    assert supervisor.main([], {"SAGEMAKER_BASE_DIR": str(base)}) == 3
+    assert failure(base).startswith("internal error: the training process exited with code 3 without saying why")

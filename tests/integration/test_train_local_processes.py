@@ -1,9 +1,11 @@
 """Several training processes on one host (one per GPU; gloo processes on CPU): one model, written once."""
 
 import json
+import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +109,46 @@ def test_sigterm_to_launcher_checkpoints_and_rerun_resumes(sm_tree, start_train,
     assert f"after {done} completed epoch(s)" in rerun.stdout
     assert [int(e) for e in re.findall(r"\bepoch=(\d+) ", rerun.stdout)] == list(range(done + 1, 5))
     assert (base / "model" / "model.pt").is_file()
+
+
+@needs_two_cores
+def test_a_killed_launcher_is_reported_and_its_workers_end(sm_tree, start_train):
+    """The kernel's out-of-memory killer sends SIGKILL, which no handler sees: `train`'s first process (which runs
+    the job as a child) writes output/failure, ends the processes the job started and exits 137."""
+    base = sm_tree({**TWO, "epochs": "50", "batch_size": "4"}, per_class=40)
+    process = start_train(base, MASTER_PORT=str(free_port()))
+    wait_for("checkpoints/checkpoint-0001.pt", base)
+    (job,) = children(process.pid)
+    assert len(children(job)) >= 2, "the job launched its two training processes"
+    os.kill(job, signal.SIGKILL)
+    log, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 128 + signal.SIGKILL, log
+    assert "killed by SIGKILL" in failure(base) and "batch_size" in failure(base)
+    assert not group_alive(job, timeout=2), "the training processes outlived their launcher"
+    assert torch.load(base / "checkpoints" / "checkpoint-0001.pt", weights_only=True)["epochs_done"] == 1
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def group_alive(pgid: int, timeout: float) -> bool:
+    """Whether a process of the group is still there after timeout seconds (killed ones need a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
