@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torchvision.transforms.functional import to_pil_image
 
 from .archives import ARCHIVE_SUFFIXES
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
@@ -24,11 +25,12 @@ from .formats import (
     IMAGE_FORMATS,
     MAX_ASPECT_RATIO,
     MAX_JPEG_SCANS,
+    jpeg_arithmetic,
     jpeg_scans,
     named_as_image,
     too_elongated,
 )
-from .presets import decode_rgb
+from .presets import decode_pixels, decode_rgb
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,8 @@ def decode_file(path: Path) -> Image.Image:
     with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
         if isinstance(img, JpegImageFile) and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
             raise ValueError(f"a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
+        if jpeg_arithmetic(data):  # Pillow cannot decode one over ~64 KB: torchvision does (presets.decode_pixels)
+            return to_pil_image(decode_pixels(img, data))
         return decode_rgb(img)
 
 

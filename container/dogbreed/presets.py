@@ -136,15 +136,15 @@ def _rgb(image: Image.Image) -> Image.Image:
 def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig | None = None) -> torch.Tensor:
     """decode_rgb's pixels as a 3 x H x W uint8 tensor (pixel-major), from a lazily opened image and its file's bytes.
 
-    A JPEG in RGB or grayscale that draft mode would not reduce is decoded by torchvision.io.decode_jpeg instead:
-    the same libjpeg-turbo decode, bit for bit (tests/unit/test_presets.py), straight into a tensor, without
+    A JPEG (RGB, grayscale or CMYK) that draft mode would not reduce is decoded by torchvision.io.decode_jpeg
+    instead: the same libjpeg-turbo decode, bit for bit (tests/unit/test_presets.py), straight into a tensor, without
     Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. So is an
     arithmetic-coded one, drafted or not: Pillow feeds libjpeg-turbo the file in pieces, and its arithmetic decoding
     cannot resume after one (a photo over ~64 KB fails), torchvision gives it the whole file. If
     torchvision refuses the file, Pillow decodes it or raises the error its callers handle.
     """
     whole = _draft_size(image, config) is None or jpeg_arithmetic(data)
-    if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L") and whole:
+    if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L", "CMYK") and whole:
         try:
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)

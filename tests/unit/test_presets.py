@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2 as T
 
+from dogbreed.data import decode_file
 from dogbreed.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -214,6 +215,39 @@ def test_an_arithmetic_coded_jpeg_is_decoded_by_torchvision_drafted_or_not():
     source = torch.from_numpy(np.stack([x, y, (x + y) // 2]).astype(np.float32))
     assert tuple(pixels.shape) == (3, 180, 240) and (pixels.float() - source).abs().mean() < 4
     assert decode_footprint(image, ARITHMETIC_JPEG, config=CONFIG) == 240 * 180
+
+
+# A 80 x 60 CMYK gradient (Adobe marker), arithmetic-coded: `jpegtran -arithmetic` of one Pillow wrote.
+ARITHMETIC_CMYK_JPEG = base64.b64decode(
+    "/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwAQCwwODAoQDg0OEhEQExgoGhgWFhgxIyUdKDozPTw5Mzg3QEhcTkBEV0U3OFBtUVdfYmdo"
+    "Zz5NcXlwZHhcZWdj/8kAFAgAPABQBEMRAE0RAFkRAEsRAP/MAAYAEBAF/9oADgRDAE0AWQBLAAA/AP8Amqoc53B/B/wQ4YMRL/nx"
+    "gFuNs/wACmKi3ZkD27hX0eZjJoch4d8wJh6M+s4z9wrwJlFy1bJc7ziPioXCAqrJVZYRJj6RMCUbM6j/AOPZwbdvETbuHUu2nltc"
+    "6tBte2wAn4fUy1/cURHSe6GpsKrO6pHOriGbPgFIYrcm7I2pkiwL+OggFFriqhOIZj9HEYE/RxGBP4hT6eM6zf8AvXYuGFqLMZnR"
+    "4ymhVHrZoXL/ADmhdAXhoXSEEaF0wNmhdN45oXUvSZvJUXSixPO5OhUkY12fDyrXZ8SRldnw3aLs+G7Rdnw3aLs+G7Rdnw3aLs/O"
+    "C/bTOK8cjAe/r0kCVWzMu2q2Zl21WzMu2q2Zl21WzMu2q2Zl21WzMu2q2Z3YL68NfIEzdW7iZtACzx35pWp+px3lg6ViuWDpoO5Y"
+    "OoEXlg6ke+WDqfW7Ckqb5Oc/opjJRhT+rbtUl+y17tuVbPoxqBGJTNIdDbqQZqbAU0E1AgQ/NTTCcDbMZn0JuSK/MI4HhezPM6ho"
+    "FvfVwy3xEbi0I0gR9wljkQ/YsSPR7XhzEVTg65TI7vm7Z+CXjO66vXEVMmbjYODvOwTPouks/9k="
+)
+
+
+def over_64_kb(jpeg: bytes) -> bytes:
+    """The JPEG with a comment segment in front of its scan, so that the scan's data straddles byte 65536, where
+    Pillow hands libjpeg its second piece of the file."""
+    pad = 65536 - jpeg.index(b"\xff\xda") - 100
+    return jpeg[:2] + b"\xff\xfe" + (pad + 2).to_bytes(2, "big") + bytes(pad) + jpeg[2:]
+
+
+@pytest.mark.parametrize("small", [ARITHMETIC_JPEG, ARITHMETIC_CMYK_JPEG], ids=["RGB", "CMYK"])
+def test_an_arithmetic_coded_jpeg_over_64_kb_is_decoded_in_training_and_serving(small, tmp_path):
+    """Pillow decodes the small file (one piece) but not the same picture over 64 KB ("broken data stream")."""
+    large = over_64_kb(small)
+    with pytest.raises(OSError, match="broken data stream"):
+        Image.open(io.BytesIO(large)).load()
+    expected = torch.from_numpy(np.asarray(decode_rgb(Image.open(io.BytesIO(small)))).copy()).permute(2, 0, 1)
+    served = decode_pixels(Image.open(io.BytesIO(large)), large, config=CONFIG)
+    (tmp_path / "photo.jpg").write_bytes(large)
+    trained = torch.from_numpy(np.asarray(decode_file(tmp_path / "photo.jpg")).copy()).permute(2, 0, 1)
+    assert torch.equal(served, expected) and torch.equal(trained, expected)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
