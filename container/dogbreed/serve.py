@@ -97,14 +97,41 @@ def gunicorn_options(env: ServingEnv, plan: ServerPlan, run_dir: Path) -> dict:
         "loglevel": "info",
         "proc_name": "dogbreed-serve",
         "post_worker_init": lambda worker: _worker_ready(worker.pid, run_dir),
-        # In the master, whoever a worker ends: its replacement vouches for the model again once it has loaded it.
-        "child_exit": lambda _server, _worker: front.loaded_marker(run_dir).unlink(missing_ok=True),
+        "child_exit": lambda _server, worker: _worker_ended(worker.pid, run_dir),
     }
 
 
 def _worker_ready(pid: int, run_dir: Path) -> None:
     log.info("worker %d ready", pid)
-    front.ready_marker(run_dir).touch()
+    _vouch(front.ready_marker(run_dir), pid)
+
+
+def _worker_ended(pid: int, run_dir: Path) -> None:
+    """In the master, whatever ended the worker (the OOM killer, a crash): while no other worker is ready, nginx
+    answers 503 at once; it would otherwise pass /ping to a socket no worker accepts on until the replacement has
+    loaded the model (seconds: SageMaker's ping gives up after 2)."""
+    for marker in (front.ready_marker(run_dir), front.loaded_marker(run_dir)):
+        _withdraw(marker, pid)
+
+
+def _vouch(marker: Path, pid: int) -> None:
+    """A worker vouches for the state nginx tests: its own marker first, then the shared one."""
+    marker.with_name(f"{marker.name}.{pid}").touch()
+    marker.touch()
+
+
+def _withdraw(marker: Path, pid: int) -> None:
+    """An ended worker's vouching is withdrawn; the shared marker goes when no other worker vouches. A worker that
+    vouches meanwhile (its marker, then the shared one) finds the shared one gone, or sees it put back."""
+    marker.with_name(f"{marker.name}.{pid}").unlink(missing_ok=True)
+    if not _vouched(marker):
+        marker.unlink(missing_ok=True)
+        if _vouched(marker):
+            marker.touch()
+
+
+def _vouched(marker: Path) -> bool:
+    return any(marker.parent.glob(f"{marker.name}.*"))
 
 
 def load_wsgi_app(env: ServingEnv, plan: ServerPlan, run_dir: Path):
@@ -117,7 +144,7 @@ def load_wsgi_app(env: ServingEnv, plan: ServerPlan, run_dir: Path):
 
         config = PredictorConfig.from_env(env, torch_threads=plan.torch_threads, streams=plan.streams)
         app = create_app(Predictor.load(env.model_dir, config), env)
-        front.loaded_marker(run_dir).touch()
+        _vouch(front.loaded_marker(run_dir), os.getpid())
         return app
     except ArtifactError as exc:
         log.error("cannot serve: %s", exc)

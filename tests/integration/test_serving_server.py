@@ -1,6 +1,7 @@
 """The real launcher (container/bin/serve → gunicorn) as a subprocess on 127.0.0.1, driven over HTTP."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,3 +168,37 @@ def test_invalid_environment_exits_with_the_reason(tmp_path):
     )
     assert result.returncode == 1
     assert "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not an integer" in result.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_killed_worker_never_stalls_ping(base_dir, tmp_path, workers):
+    """The OOM killer ends a worker with SIGKILL; gunicorn starts a replacement, which loads the model. /ping must
+    answer within SageMaker's 2 s all along: 503 while no worker holds the model, 200 while another one does."""
+    log = tmp_path / "server.log"
+    with running_server(base_dir, log, SAGEMAKER_MODEL_SERVER_WORKERS=str(workers)) as server:
+        wait_for_ping(server)
+        deadline = time.monotonic() + 60
+        while not all_ready(server, server.worker_pids()):
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+        victim, *others = sorted(server.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        answers = []
+        deadline = time.monotonic() + 60
+        while not replaced(server, victim, others) or answers[-1] != 200:
+            assert time.monotonic() < deadline, f"no replacement worker served: {answers}\n{server.log_text()}"
+            answers.append(requests.get(f"{server.url}/ping", timeout=1.5).status_code)  # a stall raises
+            time.sleep(0.05)
+        assert set(answers) <= {200, 503}
+        assert (503 in answers) == (workers == 1), answers
+        assert invoke(server, jpeg()).status_code == 200
+
+
+def replaced(server, victim: int, others: list[int]) -> bool:
+    """Whether a worker started after the victim has said it is ready (gunicorn's post_worker_init: model loaded)."""
+    new = server.worker_pids() - {victim, *others}
+    return bool(new) and all_ready(server, new)
+
+
+def all_ready(server, workers: set[int]) -> bool:
+    return all(f"worker {pid} ready" in server.log_text() for pid in workers)
