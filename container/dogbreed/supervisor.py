@@ -44,18 +44,23 @@ def main(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> int:
     code = _run_job(argv, hardware.malloc_env("tcmalloc", environ)[0])
     if code == 0:
         return 0
-    if code != EXIT_STOPPED and _rose(oom_kills, hardware.oom_kills()):
-        return report_failure(paths, _out_of_memory(paths), EXIT_USER_ERROR if code > 0 else 128 - code)
+    out_of_memory = code != EXIT_STOPPED and _rose(oom_kills, hardware.oom_kills())
+    wrote = _stamp(paths.failure_file) != failure_before
+    unreported = _unreported(code, paths, out_of_memory=out_of_memory, wrote=wrote)
+    return code if unreported is None else report_failure(paths, *unreported)
+
+
+def _unreported(code: int, paths: Paths, *, out_of_memory: bool, wrote: bool) -> tuple[str, int] | None:
+    """What output/failure should say, and the exit code, for a failed job whose own report is missing or wrong."""
+    if code == -signal.SIGTERM:  # before the job's handler was in place (it imports torch first)
+        return "training stopped by SIGTERM before it started; rerun to train", EXIT_STOPPED
+    if out_of_memory:
+        return _out_of_memory(paths), EXIT_USER_ERROR if code > 0 else 128 - code
     if code < 0:
-        return report_failure(paths, _killed(-code), 128 - code)
-    if _stamp(paths.failure_file) == failure_before:  # e.g. the interpreter failed before main() ran
-        return report_failure(
-            paths,
-            f"internal error: the training process exited with code {code} without "
-            "saying why; its traceback is in the job log",
-            code,
-        )
-    return code
+        return _killed(-code), 128 - code
+    if not wrote:  # e.g. the interpreter failed before main() ran
+        return f"internal error: the training process exited with code {code} without saying why (see the log)", code
+    return None
 
 
 def _run_job(argv: Sequence[str], env: dict[str, str]) -> int:

@@ -5,12 +5,11 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from loopback import free_port
-from train_support import wait_for
+from train_support import children, group_alive, wait_for
 
 from dogbreed import train
 from dogbreed.distributed import local_processes
@@ -127,28 +126,3 @@ def test_a_killed_launcher_is_reported_and_its_workers_end(sm_tree, start_train)
     assert "killed by SIGKILL" in failure(base) and "batch_size" in failure(base)
     assert not group_alive(job, timeout=2), "the training processes outlived their launcher"
     assert torch.load(base / "checkpoints" / "checkpoint-0001.pt", weights_only=True)["epochs_done"] == 1
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is pid (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def group_alive(pgid: int, timeout: float) -> bool:
-    """Whether a process of the group is still there after timeout seconds (killed ones need a moment to go)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        time.sleep(0.05)
-    return True

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch.nn import functional
-from train_support import wait_for
+from train_support import children, wait_for
 
 from dogbreed import train
 from dogbreed.model import load_artifact
@@ -104,4 +104,20 @@ def test_sigterm_while_an_archive_unpacks_stops_the_job_at_once(sm_tree, start_t
     log, _ = process.communicate(timeout=60)
     assert process.returncode == train.EXIT_STOPPED, log
     assert "before training started" in (base / "output" / "failure").read_text()
+    assert "epoch=" not in log and not (base / "model").exists()
+
+
+def test_sigterm_while_the_job_starts_stops_it(sm_tree, start_train):
+    """A stop while the job is still importing torch, before its own handler exists: `train`'s first process
+    reports the stop (it was a crash report or, as a container's PID 1, an ignored signal)."""
+    base = sm_tree({"epochs": "1"}, per_class=2)
+    process = start_train(base)
+    deadline = time.monotonic() + 30
+    while not children(process.pid):
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    log, _ = process.communicate(timeout=60)
+    assert process.returncode == train.EXIT_STOPPED, log
+    assert (base / "output" / "failure").read_text().startswith("training stopped by SIGTERM")
     assert "epoch=" not in log and not (base / "model").exists()

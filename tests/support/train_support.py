@@ -76,3 +76,28 @@ def wait_for(path_glob: str, base: Path, timeout: float = 120) -> None:
     while not list(base.glob(path_glob)):
         assert time.monotonic() < deadline, f"{path_glob} never appeared"
         time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def group_alive(pgid: int, timeout: float) -> bool:
+    """Whether a process of the group is still there after timeout seconds (killed ones need a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
