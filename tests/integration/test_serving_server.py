@@ -1,8 +1,10 @@
 """The real launcher (container/bin/serve → gunicorn) as a subprocess on 127.0.0.1, driven over HTTP."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +27,8 @@ from serving_requests import (
     raw_exchange,
     status_and_json,
 )
+
+from dogbreed.serving import front
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +206,23 @@ def replaced(server, victim: int, others: list[int]) -> bool:
 
 def all_ready(server, workers: set[int]) -> bool:
     return all(f"worker {pid} ready" in server.log_text() for pid in workers)
+
+
+def test_stalled_uploads_are_capped_and_ping_still_answers(base_dir, tmp_path):
+    """Each stalled upload keeps its body in an nginx temp file: past MAX_REQUESTS_IN_PROGRESS, 429 at once (400
+    connections stalling near the end of 6 MB bodies held 2.2 GB of disk before)."""
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n"
+    with running_server(base_dir, tmp_path / "server.log") as server, contextlib.ExitStack() as stalls:
+        wait_for_ping(server)
+        for _ in range(front.MAX_REQUESTS_IN_PROGRESS):
+            conn = stalls.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            conn.sendall(head + bytes(600_000))  # most of the body, then nothing
+        deadline = time.monotonic() + 10
+        while (refused := invoke(server, jpeg())).status_code != 429:  # nginx counts each once it has its headers
+            assert time.monotonic() < deadline, refused.text
+        assert "too many requests in progress" in refused.json()["error"]
+        assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+        stalls.close()
+        deadline = time.monotonic() + 10
+        while invoke(server, jpeg()).status_code != 200:
+            assert time.monotonic() < deadline

@@ -213,6 +213,8 @@ def malformed_http() -> list[tuple[str, bytes, int]]:
         ("Transfer-Encoding gzip", post + b"Transfer-Encoding: gzip\r\n\r\n", 501),
         ("Content-Length 7 MB", post + b"Content-Length: 7000000\r\n\r\nabc", 413),
         ("two Content-Lengths", post + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        ("nginx's own error page", b"GET /_error/500 HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+        ("TRACE", b"TRACE /invocations HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     ]
 
 

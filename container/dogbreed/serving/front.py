@@ -19,9 +19,11 @@ from pathlib import Path
 # or any more: SageMaker's "not ready" is a 503.
 ERRORS = {
     400: (400, "malformed HTTP request (request line, headers or chunked body)"),
+    404: (404, "not found: the server answers /ping, /invocations and /execution-parameters"),
+    405: (405, "method not allowed: /ping answers GET and HEAD, /invocations POST"),
     411: (411, "a request body needs Content-Length or chunked Transfer-Encoding"),
-    405: (405, "/ping answers GET and HEAD only"),
     414: (414, "request line too long"),
+    429: (429, "too many requests in progress at once: retry shortly"),
     494: (431, "request headers too large"),
     500: (500, "internal server error in the HTTP front; see the server log"),
     501: (501, "unsupported Transfer-Encoding"),
@@ -32,8 +34,11 @@ ERRORS = {
 }
 HEADER_BUFFER = "8k"  # longest request line or header line; gunicorn behind accepts anything nginx passes
 # Bodies up to this size stay in memory; larger ones (up to the payload limit) are buffered in a temp file, so
-# many slow clients declaring 6 MB bodies cannot make nginx hold gigabytes.
+# many slow clients declaring 6 MB bodies cannot make nginx hold gigabytes of memory...
 BODY_MEMORY_BUFFER = "512k"
+# ...nor of disk: past this many requests in progress (bodies being read included), nginx answers 429 at once.
+# 256 x the 6 MB payload limit is 1.5 GB of temp files; 400 stalled uploads held 2.2 GB before this limit.
+MAX_REQUESTS_IN_PROGRESS = 256
 SLOW_CLIENT_TIMEOUT_S = 30  # between two reads of a client's headers or body: then the connection is closed
 # gunicorn closes a connection idle this long; nginx drops its idle ones sooner, so it never sends a request on
 # one gunicorn is closing (a POST is not retried: the client would get a 503).
@@ -91,6 +96,8 @@ http {{
     default_type application/json;
     server_tokens off;
     client_body_temp_path {run}/body;
+    limit_conn_zone $server_port zone=requests:1m;
+    limit_conn_status 429;
     proxy_temp_path {run}/proxy;
     fastcgi_temp_path {run}/fastcgi;
     uwsgi_temp_path {run}/uwsgi;
@@ -124,6 +131,8 @@ http {{
         }}
         location / {{
             if (!-f {ready_marker}) {{ return 503; }}
+            limit_conn requests {max_requests};
+            error_log stderr error;  # not a warning for every body buffered to a file (any photo over 512 KB)
             proxy_pass http://model_server;
         }}
 {error_pages}    }}
@@ -144,6 +153,7 @@ def config(front: FrontConfig) -> str:
         error_pages=_error_pages(front.max_body_bytes),
         shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
         body_memory_buffer=BODY_MEMORY_BUFFER,
+        max_requests=MAX_REQUESTS_IN_PROGRESS,
         header_buffer=HEADER_BUFFER,
         slow_client_timeout_s=SLOW_CLIENT_TIMEOUT_S,
         upstream_idle_s=UPSTREAM_KEEPALIVE_S - 3,
