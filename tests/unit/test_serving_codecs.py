@@ -97,6 +97,50 @@ def test_json_lines_errors_name_the_line_and_the_count_is_bounded_before_parsing
         codecs.decode_json_lines(too_many, LIMITS)
 
 
+@pytest.mark.parametrize(
+    ("body", "containers"),
+    [
+        (b"[" + b"[]," * 1_999_999 + b"[]]", 2_000_001),  # 6 MB: 2 M empty lists
+        (b"[" + b",".join([b"[" * 900 + b"]" * 900] * 3000) + b"]", 2_700_001),  # 3000 lists 900 deep
+        (b'{"instances": [' + b"{}," * 999_999 + b"{}]}", 1_000_002),
+    ],
+    ids=["2M empty lists", "3000 x 900-deep lists", "1M empty instances"],
+)
+def test_json_of_millions_of_arrays_is_refused_from_a_count_before_it_is_parsed(body, containers):
+    """Parsed, these were "N images in one request; at most 256" after 1.5-2.4 s of building lists."""
+    message = rf"^JSON holds {containers} arrays and objects \('\[' and '\{{'\); at most 4096 \(16 per image"
+    with pytest.raises(PayloadTooLarge, match=message):
+        codecs.decode_json(body, LIMITS)
+    lines = b"\n".join([b'{"b64": "x"}', body])
+    with pytest.raises(PayloadTooLarge, match=r"^the JSON Lines body holds"):
+        codecs.decode_json_lines(lines, LIMITS)
+    with pytest.raises(PayloadTooLarge, match=r"^the JSON Lines body holds .*lower the transform's MaxPayloadInMB"):
+        codecs.json_lines_records(lines, LIMITS)
+
+
+def test_json_at_the_image_limit_passes_in_its_roomiest_shape_with_a_clients_own_fields():
+    """Each image in TF Serving's shape with a key and a list beside it: 4 arrays and objects, 2 more around all."""
+    image = {"image_bytes": {"b64": b64(jpeg(size=(16, 12)))}, "key": "dog-1", "boxes": [[0, 0, 16, 12]]}
+    body = json.dumps({"instances": [image] * codecs.MAX_IMAGES_PER_REQUEST, "parameters": {}}).encode()
+    assert len(codecs.decode_json(body, LIMITS)) == codecs.MAX_IMAGES_PER_REQUEST
+    one_more = json.dumps({"instances": [image] * (codecs.MAX_IMAGES_PER_REQUEST + 1)}).encode()
+    with pytest.raises(PayloadTooLarge, match=r"^257 images in one request; at most 256$"):
+        codecs.decode_json(one_more, LIMITS)
+    with pytest.raises(PayloadTooLarge, match=r"^3000000 images in one request; at most 256$"):  # scalars: cheap
+        codecs.decode_json(b"[" + b"0," * 2_999_999 + b"0]", LIMITS)
+    record = json.dumps({"instances": [image]}).encode()
+    assert len(codecs.decode_json_lines(b"\n".join([record] * codecs.MAX_IMAGES_PER_REQUEST), LIMITS)) == 256
+    records = codecs.json_lines_records(b"\n".join([record] * codecs.MAX_BATCH_RECORDS), LIMITS)
+    assert [type(record).__name__ for record in records] == ["EncodedImage"] * codecs.MAX_BATCH_RECORDS
+
+
+def test_a_batch_record_of_too_many_arrays_is_refused_in_its_place():
+    good = json.dumps({"b64": b64(jpeg(size=(16, 12)))}).encode()
+    records = codecs.json_lines_records(b"\n".join([good, b"[" * 5000 + b"]" * 5000, good]), LIMITS)
+    assert [type(record).__name__ for record in records] == ["EncodedImage", "PayloadTooLarge", "EncodedImage"]
+    assert str(records[1]).startswith("JSON in line 2 holds 5000 arrays and objects")
+
+
 def test_json_single_image_with_data_url_and_line_breaks():
     text = b64(jpeg())
     wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))

@@ -50,7 +50,8 @@ Errors: 415 unsupported Content-Type (a form's fields without a file say to send
 Accept, 400 undecodable body, 413 when a request would cost far more than its bytes, checked from the headers
 before any pixel is decoded: an image over the
 pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
-request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images. The message names the limit. Pillow's
+request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images; JSON of more arrays and objects than
+JSON_CONTAINERS_PER_IMAGE per image, counted before it is parsed. The message names the limit. Pillow's
 decompression-bomb guard is handled here only (guard_decompression_bombs, pillow_errors): a bomb met while
 opening or, in the predictor, decoding is a 413.
 """
@@ -98,6 +99,12 @@ FORM_URLENCODED = "application/x-www-form-urlencoded"
 # (record_chunks), so that at ~24 img/s (fp32 on 2 vCPUs) the longest still answers within the 60 s server timeout.
 MAX_BATCH_RECORDS = 1024
 MAX_FORM_PARTS = MAX_IMAGES_PER_REQUEST + 64  # each file part is an image; a few text fields may come beside them
+# A JSON request's arrays and objects, counted as its '[' and '{' bytes before json.loads builds any (base64 holds
+# neither). The accepted shapes need at most 2 per image ({"image_bytes": {"b64": …}}) and 2 around them; the rest
+# is room for a client's own fields. A serving worker's json.loads builds ~1.4 M empty containers a second, and the
+# cyclic GC rescans them: a 6 MB body of 2 M empty lists cost 1.5-2.4 s before the image count refused it, where
+# 16 x 256 = 4096 of them cost ~3 ms.
+JSON_CONTAINERS_PER_IMAGE = 16
 
 
 @dataclass(frozen=True)
@@ -235,7 +242,8 @@ INSTANCE_KEYS = frozenset({"b64", "image_bytes", "content"})  # an instance obje
 
 
 def _json_items(doc: object) -> list[object]:
-    """The base64 strings of a JSON request, in order, whichever documented shape it has."""
+    """The instances of a JSON request, in order, whichever documented shape it has (each an _instance: mapped once
+    their count is checked)."""
     if isinstance(doc, dict):
         if "instances" in doc:
             items = doc["instances"]
@@ -253,7 +261,7 @@ def _json_items(doc: object) -> list[object]:
         items = [items]
     if not isinstance(items, list):
         raise ServingError(f"expected a list of base64 images, got {type(items).__name__}")
-    return [_instance(item) for item in items]
+    return items
 
 
 def _instance(item: object) -> object:
@@ -267,10 +275,22 @@ def _instance(item: object) -> object:
 
 
 def _parse_json(text: bytes, where: str = "") -> object:
+    _check_json_containers(text, MAX_IMAGES_PER_REQUEST, f"JSON{where}")
     try:
         return json.loads(text.removeprefix(UTF8_BOM))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ServingError(f"malformed JSON{where}: {exc}") from None
+
+
+def _check_json_containers(text: bytes, images: int, what: str, advice: str = "") -> None:
+    """Refuse JSON of more arrays and objects than `images` images' worth (JSON_CONTAINERS_PER_IMAGE), from a count
+    of its bytes, before any is built."""
+    containers, limit = text.count(b"[") + text.count(b"{"), JSON_CONTAINERS_PER_IMAGE * images
+    if containers > limit:
+        raise PayloadTooLarge(
+            f"{what} holds {containers} arrays and objects ('[' and '{{'); at most {limit} "
+            f"({JSON_CONTAINERS_PER_IMAGE} per image, for up to {images} images){advice}"
+        )
 
 
 def _open_images(count: int, images: Iterable[EncodedImage], limits: DecodeLimits) -> list[Image_]:
@@ -283,7 +303,7 @@ def _open_images(count: int, images: Iterable[EncodedImage], limits: DecodeLimit
 
 
 def _open_base64_images(items: list[object], limits: DecodeLimits) -> list[Image_]:
-    opened = (open_image(_b64(item, f"image {i}"), limits, f"image {i}") for i, item in enumerate(items))
+    opened = (open_image(_b64(_instance(item), f"image {i}"), limits, f"image {i}") for i, item in enumerate(items))
     return _open_images(len(items), opened, limits)  # the count before any base64 is decoded
 
 
@@ -324,7 +344,8 @@ def record_chunks(images: list[EncodedImage], limits: DecodeLimits) -> Iterator[
 
 def _json_lines(body: bytes, limit: int = MAX_IMAGES_PER_REQUEST, advice: str = "") -> list[bytes]:
     """The non-blank lines, found lazily and counted before any is parsed: a body of a million lines costs no more
-    than reading `limit` of them."""
+    than reading `limit` of them; nor one of millions of arrays (_check_json_containers, over all lines)."""
+    _check_json_containers(body, limit, "the JSON Lines body", advice)
     lines = list(itertools.islice(re.finditer(rb"\S[^\n]*", body), limit + 1))
     if len(lines) > limit:
         raise PayloadTooLarge(f"more than {limit} JSON Lines records in one request (one image each){advice}")
@@ -335,7 +356,7 @@ def _record(number: int, line: bytes, limits: DecodeLimits) -> EncodedImage:
     items = _json_items(_parse_json(line, f" in line {number}"))
     if len(items) != 1:
         raise ServingError(f"line {number} holds {len(items)} images: a JSON Lines record is one image")
-    image = open_image(_b64(items[0], f"line {number}"), limits, f"line {number}")
+    image = open_image(_b64(_instance(items[0]), f"line {number}"), limits, f"line {number}")
     return dataclasses.replace(image, label=f"line {number}")
 
 
