@@ -138,6 +138,16 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("multipart boundary of 71 bytes", {"Content-Type": "multipart/form-data; boundary=" + "b" * 71}, good, 400),
         ("multipart cut short", upload[0], upload[1][: len(upload[1]) // 2], 400),
         ("multipart of 400 parts", *form(*[("a.jpg", good, "image/jpeg")] * 400), 413),
+        (
+            "multipart part of 40 000 header lines (refused before they are parsed)",
+            {"Content-Type": "multipart/form-data; boundary=XyZ"},
+            b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+            + b"X: a\r\n" * 40_000
+            + b"\r\n"
+            + good
+            + b"\r\n--XyZ--\r\n",
+            413,
+        ),
         ("multipart file declared image/heic", *form(("a.heic", heic_like(), "image/heic")), 415),
         ("multipart file not an image", *form(("a.jpg", b"hello", "image/jpeg")), 400),
         ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),

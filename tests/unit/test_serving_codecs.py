@@ -307,6 +307,38 @@ def test_a_malformed_form_is_a_400_before_any_image_is_opened():
         codecs.decoder_for("multipart/form-data")
 
 
+def raw_form(parts: list[bytes], preamble: bytes = b"") -> bytes:
+    """A multipart/form-data body (boundary XyZ) of one JPEG file part per entry of `parts`: its extra header lines."""
+    disposition = b'Content-Disposition: form-data; name="image"; filename="dog.jpg"\r\n'
+    files = (b"--XyZ\r\n" + disposition + headers + b"\r\n" + jpeg() + b"\r\n" for headers in parts)
+    return preamble + b"".join(files) + b"--XyZ--\r\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        raw_form([b"X: a\r\n" * 800_000]),  # 4.9 MB: was served, after 0.55-0.87 s of parsing the lines
+        raw_form([b"X: a\r\n" + b" folded\r\n" * 500_000]),
+        raw_form([b""], preamble=b"\n" * 6_000_000),
+        raw_form([b"X: a\r\n" * 2500] * 320),  # 15 KB a part
+    ],
+    ids=["800k header lines", "folded header lines", "6 MB preamble", "320 parts of 15 KB headers"],
+)
+def test_a_form_of_huge_part_headers_or_preamble_is_refused_before_they_are_parsed(body):
+    message = r"^a form's preamble and part headers of more than 131072 bytes in all \(a file part's headers take"
+    with pytest.raises(PayloadTooLarge, match=message):
+        codecs.decoder_for("multipart/form-data; boundary=XyZ")(body, LIMITS, codecs.FORM_DATA)
+
+
+def test_a_form_at_its_limits_passes():
+    """256 files with 255-character names and 64 text fields: 320 parts, ~105 KB of part headers."""
+    files = [("d" * 251 + ".jpg", jpeg(size=(16, 12)), "image/jpeg")] * codecs.MAX_IMAGES_PER_REQUEST
+    headers, body = form(*files, fields={f"field-{i}-" + "n" * 240: "a dog" for i in range(64)})
+    assert len(codecs.decoder_for(headers["Content-Type"])(body, LIMITS, codecs.FORM_DATA)) == 256
+    just_under = raw_form([b"X: a\r\n" * ((codecs.MAX_FORM_HEADER_BYTES - 200) // 6)])
+    assert len(codecs.decoder_for("multipart/form-data; boundary=XyZ")(just_under, LIMITS, codecs.FORM_DATA)) == 1
+
+
 def test_curl_data_binary_without_a_content_type_is_read_as_the_file_and_form_fields_are_told_how():
     """curl --data-binary @dog.jpg declares application/x-www-form-urlencoded: the file is served; a real form's
     fields (curl -d name=rex) get the how-to."""

@@ -51,7 +51,9 @@ Accept, 400 undecodable body, 413 when a request would cost far more than its by
 before any pixel is decoded: an image over the
 pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
 request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images; JSON of more arrays and objects than
-JSON_CONTAINERS_PER_IMAGE per image, counted before it is parsed. The message names the limit. Pillow's
+JSON_CONTAINERS_PER_IMAGE per image, counted before it is parsed; a form of more than MAX_FORM_PARTS parts, or of
+more than MAX_FORM_HEADER_BYTES of preamble and part headers, refused before they are parsed. The message names the
+limit. Pillow's
 decompression-bomb guard is handled here only (guard_decompression_bombs, pillow_errors): a bomb met while
 opening or, in the predictor, decoding is a 413.
 """
@@ -76,7 +78,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
+from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble, State
 
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans, too_elongated
@@ -99,6 +101,13 @@ FORM_URLENCODED = "application/x-www-form-urlencoded"
 # (record_chunks), so that at ~24 img/s (fp32 on 2 vCPUs) the longest still answers within the 60 s server timeout.
 MAX_BATCH_RECORDS = 1024
 MAX_FORM_PARTS = MAX_IMAGES_PER_REQUEST + 64  # each file part is an image; a few text fields may come beside them
+# A form's preamble and part headers, in all. Werkzeug parses part headers in Python, ~1 µs a line: one part of
+# 800 000 header lines (4.9 MB) cost 0.55-0.87 s, and its preamble search took 0.3 s for 6 MB. curl, browsers and
+# requests send no preamble and 100-400 bytes of headers a part (320 parts with 255-character filenames: 105 KB).
+# The body is fed to the parser FORM_FEED_BYTES at a time, so it parses at most the sum of the two: 160 KB of 3-byte
+# header lines, the worst, cost ~30 ms.
+MAX_FORM_HEADER_BYTES = 128 * 1024
+FORM_FEED_BYTES = 32 * 1024
 # A JSON request's arrays and objects, counted as its '[' and '{' bytes before json.loads builds any (base64 holds
 # neither). The accepted shapes need at most 2 per image ({"image_bytes": {"b64": …}}) and 2 around them; the rest
 # is room for a client's own fields. A serving worker's json.loads builds ~1.4 M empty containers a second, and the
@@ -434,13 +443,10 @@ def decode_form_data(body: bytes, limits: DecodeLimits, media_type: str = FORM_D
 
 def _form_files(body: bytes, boundary: str) -> list[tuple[str, str, bytes]]:
     """(filename, declared media type, bytes) of each file part of a multipart/form-data body, in order."""
-    decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_FORM_PARTS)
-    decoder.receive_data(body)
-    decoder.receive_data(None)  # the whole body: a part cut short is an error, not a wait for more
     files: list[tuple[str, str, list[bytes]]] = []
     chunks: list[bytes] | None = None  # the current part's, when it is a file
     try:
-        while not isinstance(event := decoder.next_event(), Epilogue):
+        for event in _form_events(body, boundary):
             if isinstance(event, File):
                 chunks = []
                 files.append((event.filename, media_type_of(event.headers.get("Content-Type", "")), chunks))
@@ -453,6 +459,33 @@ def _form_files(body: bytes, boundary: str) -> list[tuple[str, str, bytes]]:
     except ValueError as exc:
         raise ServingError(f"malformed {FORM_DATA} body ({exc})") from None
     return [(name, part_type, b"".join(chunks)) for name, part_type, chunks in files]
+
+
+def _form_events(body: bytes, boundary: str) -> Iterator[Event]:
+    """Werkzeug's events for a whole multipart body, up to its Epilogue (a part cut short is an error, not a wait for
+    more). The body is fed FORM_FEED_BYTES at a time, so that a preamble and part headers over MAX_FORM_HEADER_BYTES
+    in all are refused before the parser reads on."""
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_FORM_PARTS)
+    headers = 0  # bytes the Preamble, File and Field events consumed
+    pieces = (body[start : start + FORM_FEED_BYTES] for start in range(0, len(body), FORM_FEED_BYTES))
+    for piece in itertools.chain(pieces, [None]):
+        decoder.receive_data(piece)
+        while True:
+            held = len(decoder.buffer)
+            event = decoder.next_event()
+            if isinstance(event, (Preamble, File, Field)):
+                headers += held - len(decoder.buffer)
+            unparsed = len(decoder.buffer) if decoder.state in (State.PREAMBLE, State.PART) else 0
+            if headers + unparsed > MAX_FORM_HEADER_BYTES:
+                raise PayloadTooLarge(
+                    f"a form's preamble and part headers of more than {MAX_FORM_HEADER_BYTES} bytes in all "
+                    "(a file part's headers take a few hundred)"
+                )
+            if isinstance(event, NeedData):
+                break
+            yield event
+            if isinstance(event, Epilogue):
+                return
 
 
 # RFC 2046 section 5.1.1: 1 to 70 of these characters, not ending in a space (what curl, browsers and requests send).
