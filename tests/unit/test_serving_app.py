@@ -236,9 +236,22 @@ def test_payload_limit_follows_sagemaker_max_payload(predictor, model_dir):
 
 def test_unknown_routes_and_methods_answer_json(client):
     assert client.get("/nope").status_code == 404
-    response = client.get("/invocations")
-    assert response.status_code == 405
-    assert response.get_json()["error"]
+    assert client.get("/nope").get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/invocations", "POST"),
+        ("OPTIONS", "/invocations", "POST"),  # was Flask's own 200 text/html, empty
+        ("OPTIONS", "/ping", "GET, HEAD"),
+        ("DELETE", "/execution-parameters", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_route_does_not_answer_is_a_json_405_with_allow(client, method, path, allow):
+    response = client.open(path, method=method)
+    assert (response.status_code, response.headers["Allow"]) == (405, allow)
+    assert response.get_json() == {"error": f"{path} answers {allow.replace(', ', ' and ')} only, not {method}"}
 
 
 def test_unexpected_error_is_a_logged_500(env, caplog):

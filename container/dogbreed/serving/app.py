@@ -8,9 +8,10 @@ Never imports torch: it is handed a model object with `class_names` and `predict
                               answered one line each, a refused record by its error line.
   GET  /execution-parameters  {"MaxConcurrentTransforms": n, "BatchStrategy": s, "MaxPayloadInMB": m}
 
-Every error answers {"error": "<message>"} with its status: 400 bad body, 406 Accept, 413 too large,
-415 Content-Type, 503 model unavailable; anything unexpected is logged with its traceback → 500. In a batch
-transform job (SAGEMAKER_BATCH), 400 and 413 answer 200 {"error", "status"} instead (RECORD_ERRORS).
+Every error answers {"error": "<message>"} with its status: 400 bad body, 405 method (with Allow; OPTIONS too),
+406 Accept, 413 too large, 415 Content-Type, 503 model unavailable; anything unexpected is logged with its
+traceback → 500. In a batch transform job (SAGEMAKER_BATCH), 400 and 413 answer 200 {"error", "status"} instead
+(RECORD_ERRORS).
 """
 
 import logging
@@ -20,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..errors import PayloadTooLarge, ServingError, UnsupportedMediaType
 from ..sm_env import ServingEnv
@@ -33,6 +34,10 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 # served (undecodable 400, too costly 413) is answered 200 {"error", "status"}: the job completes and that image's
 # .out file says why. A wrong Content-Type or Accept (415, 406) is the job's setting: it still fails the job at once.
 RECORD_ERRORS = (400, 413)
+# Flask answers OPTIONS on every route by itself, 200 text/html with an empty body. Without it, OPTIONS is a method
+# the route does not answer: a JSON 405 with the Allow header, as nginx answers OPTIONS /ping (no browser calls this
+# API cross-origin: SageMaker's runtime signs each request).
+NO_AUTOMATIC_OPTIONS = {"provide_automatic_options": False}
 
 
 class Model(Protocol):
@@ -51,13 +56,13 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
     limits = codecs.DecodeLimits(max_pixels=env.max_image_pixels, max_request_pixels=env.max_request_pixels)
     app = Flask(__name__)
 
-    @app.get("/ping")
+    @app.get("/ping", **NO_AUTOMATIC_OPTIONS)
     def ping():
         if model is None:
             return jsonify(error=f"model not loaded: {unavailable_reason}"), 503
         return Response(status=200)
 
-    @app.get("/execution-parameters")
+    @app.get("/execution-parameters", **NO_AUTOMATIC_OPTIONS)
     def execution_parameters():
         return jsonify(
             MaxConcurrentTransforms=env.max_concurrent_transforms,
@@ -65,7 +70,7 @@ def create_app(model: Model | None, env: ServingEnv, *, unavailable_reason: str 
             MaxPayloadInMB=env.max_payload_mb,
         )
 
-    @app.post("/invocations")
+    @app.post("/invocations", **NO_AUTOMATIC_OPTIONS)
     def invocations():
         if model is None:
             raise ServingError(f"model not loaded: {unavailable_reason}", 503)
@@ -173,6 +178,10 @@ def _register_error_handlers(app: Flask, env: ServingEnv) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # 404, 405, ...
         _discard_unread_body(env)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 says what is allowed
+            allowed = sorted(exc.valid_methods)
+            response = jsonify(error=f"{request.path} answers {' and '.join(allowed)} only, not {request.method}")
+            return response, exc.code, {"Allow": ", ".join(allowed)}
         return jsonify(error=exc.description or exc.name), exc.code
 
     @app.errorhandler(Exception)
