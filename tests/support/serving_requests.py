@@ -151,6 +151,7 @@ def bad_requests() -> list[tuple[str, dict, bytes, int]]:
         ("multipart file declared image/heic", *form(("a.heic", heic_like(), "image/heic")), 415),
         ("multipart file not an image", *form(("a.jpg", b"hello", "image/jpeg")), 400),
         ("gzip content-encoding", {**js, "Content-Encoding": "gzip"}, gzip.compress(instances(good)), 415),
+        ("identity, gzip content-encoding", {**js, "Content-Encoding": "identity, gzip"}, gzip.compress(b"{}"), 415),
         (
             "accept text/csv with top_k",
             {**jpg, "Accept": "text/csv", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"},

@@ -1,5 +1,6 @@
 """The Flask app with a real Predictor on a small random-init ResNet50: every content type and error."""
 
+import gzip
 import io
 import json
 import re
@@ -220,6 +221,28 @@ def test_bad_request_corpus(client, name, headers, body, status):
     assert response.status_code == status, (name, response.get_json())
     assert response.is_json and response.get_json()["error"]
     assert not re.search(r" at 0x[0-9a-f]+", response.get_json()["error"])  # no object's memory address
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Accept": ","},
+        {"Accept": "  "},
+        {"Accept": "application/json;q=nan"},
+        {"Content-Encoding": "identity, identity"},
+    ],
+)
+def test_headers_that_ask_for_nothing_special_are_served_as_if_absent(client, headers):
+    """RFC 9110: an Accept of empty list elements accepts anything; a list of identity codings is no coding."""
+    response = post(client, jpeg(), "image/jpeg", **headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/json" and len(response.get_json()) == 1
+
+
+def test_a_content_coding_in_a_list_is_named(client):
+    response = post(client, gzip.compress(jpeg()), "image/jpeg", **{"Content-Encoding": "identity, GZIP"})
+    assert response.status_code == 415
+    assert response.get_json() == {"error": "Content-Encoding gzip is not supported: send the body uncompressed"}
 
 
 def test_payload_limit_5_9_mb_accepted_6_1_mb_refused(client):

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -213,6 +214,16 @@ def test_pillow_bomb_warning_is_an_error():
         ("text/csv", None, codecs.ResponseFormat("text/csv", None)),
         ("text/*", None, codecs.ResponseFormat("text/csv", None)),  # a wildcard of a family we write
         ("text/csv, application/json;q=0.5", "top_k=2", codecs.ResponseFormat("application/json", 2)),
+        # RFC 9110: empty list elements are ignored, so a header of none is as if absent
+        (",", None, codecs.ResponseFormat("application/json", None)),
+        ("   ", None, codecs.ResponseFormat("application/json", None)),
+        (" , ;q=0.5,", "top_k=2", codecs.ResponseFormat("application/json", 2)),
+        (",text/csv,,", None, codecs.ResponseFormat("text/csv", None)),
+        # a weight that is no number counts as none (1); one out of 0..1 is clamped
+        ("application/json;q=nan", None, codecs.ResponseFormat("application/json", None)),
+        ("application/x-npy;q=0.5, text/csv;q=abc", None, codecs.ResponseFormat("text/csv", None)),
+        ("text/csv;q=2, application/json;q=0.9", None, codecs.ResponseFormat("text/csv", None)),
+        ("text/csv;q=-1, application/json;q=0.1", None, codecs.ResponseFormat("application/json", None)),
     ],
 )
 def test_negotiate(accept, attributes, expected):
@@ -229,8 +240,9 @@ def test_negotiate_refusals():
             codecs.negotiate(accept, attributes, 133)
     with pytest.raises(NotAcceptable, match="text/csv"):
         codecs.negotiate("application/xml", None, 133)
-    with pytest.raises(NotAcceptable):
-        codecs.negotiate("application/json;q=0", None, 133)
+    for accept in ("application/json;q=0", "application/json;q=0, ,", "*/*;q=-inf"):  # none acceptable: not absent
+        with pytest.raises(NotAcceptable, match=f"^Accept {re.escape(accept)} is not supported"):
+            codecs.negotiate(accept, None, 133)
     with pytest.raises(ServingError, match="top_k"):
         codecs.negotiate("application/json", "top_k=-1", 133)
 

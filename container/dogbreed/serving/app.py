@@ -148,10 +148,11 @@ def _unread_input(at_most: int) -> Iterator[bytes]:
 
 def _check_identity_encoding(content_encoding: str | None) -> None:
     """A compressed body (Content-Encoding: gzip) would otherwise be a puzzling "malformed JSON" or "not an image":
-    415, as HTTP says for a content coding the server does not apply."""
-    coding = (content_encoding or "").strip().lower()
-    if coding not in ("", "identity"):
-        raise UnsupportedMediaType(f"Content-Encoding {coding} is not supported: send the body uncompressed")
+    415, as HTTP says for a content coding the server does not apply. The header is the list of codings applied in
+    order (RFC 9110 section 8.4): "identity, identity" is none."""
+    codings = (coding.strip().lower() for coding in (content_encoding or "").split(","))
+    if applied := ", ".join(coding for coding in codings if coding not in ("", "identity")):
+        raise UnsupportedMediaType(f"Content-Encoding {applied} is not supported: send the body uncompressed")
 
 
 def _too_large(size: int | None, env: ServingEnv) -> PayloadTooLarge:

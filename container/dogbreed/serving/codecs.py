@@ -559,19 +559,28 @@ def parse_custom_attributes(header: str | None) -> dict[str, str]:
 
 
 def _parse_accept(header: str) -> list[tuple[str, dict[str, str]]]:
-    """Media ranges ordered by q (stable); q=0 ranges dropped."""
+    """Media ranges ordered by q (stable); q=0 ranges dropped. Empty list elements are ignored (RFC 9110 section
+    5.6.1.2): a header of none (",", blanks) is as if absent, "*/*" (section 12.5.1)."""
     ranges = []
     for part in header.split(","):
         media_type, *params = (p.strip() for p in part.split(";"))
         options = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
-        try:
-            quality = float(options.pop("q", "1"))
-        except ValueError:
-            quality = 1.0
-        if media_type and quality > 0:
-            ranges.append((quality, media_type.lower(), options))
+        if media_type:
+            ranges.append((_quality(options.pop("q", "1")), media_type.lower(), options))
+    if not ranges:
+        return [("*/*", {})]
     ranges.sort(key=lambda r: -r[0])
-    return [(media_type, options) for _, media_type, options in ranges]
+    return [(media_type, options) for quality, media_type, options in ranges if quality > 0]
+
+
+def _quality(text: str) -> float:
+    """An Accept weight (RFC 9110's qvalue, 0 to 1): one out of range is clamped; one that is no number (q=abc, q=nan)
+    counts as 1, as if the range had none."""
+    try:
+        quality = float(text)
+    except ValueError:
+        return 1.0
+    return 1.0 if math.isnan(quality) else min(max(quality, 0.0), 1.0)
 
 
 def _top_k(attributes: dict[str, str], num_classes: int) -> int | None:
@@ -591,7 +600,7 @@ def negotiate(accept: str | None, custom_attributes: str | None, num_classes: in
     """Pick the response format from Accept and the custom attributes; NotAcceptable lists the options."""
     top_k = _top_k(parse_custom_attributes(custom_attributes), num_classes)
     labelled = None
-    for media_type, options in _parse_accept(accept or "*/*"):
+    for media_type, options in _parse_accept(accept or ""):
         verbose = options.get("verbose", "").lower() == "true"  # application/json;verbose=true
         labelled = min(DEFAULT_TOP_K, num_classes) if verbose and top_k is None else top_k
         if media_type in ("*/*", "application/*", JSON):
