@@ -116,7 +116,7 @@ class Loop:
             totals += _batch_totals(loss, outputs, labels)
             if on_step is not None:
                 on_step()
-        return _result(self.reduce(totals))
+        return _result(self.reduce(totals), "train")
 
     def _schedule_step(self) -> None:
         if self.lr_at is not None:
@@ -134,9 +134,9 @@ class Loop:
             self.scaler.update()
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader, confusion: torch.Tensor | None = None) -> EpochResult:
-        """Loss and accuracy over the whole loader (each process evaluates all of it: no reduction); counts
-        (true, predicted) pairs into confusion when given."""
+    def evaluate(self, loader: DataLoader, split: str, confusion: torch.Tensor | None = None) -> EpochResult:
+        """Loss and accuracy over the whole loader of `split` (each process evaluates all of it: no reduction);
+        counts (true, predicted) pairs into confusion when given."""
         model = self.eval_model or self.model
         model.eval()
         self.criterion.eval()
@@ -154,7 +154,7 @@ class Loop:
             if confusion is not None:
                 pairs = (labels.cpu(), outputs.argmax(dim=1).cpu())
                 confusion.index_put_(pairs, torch.ones(labels.numel(), dtype=confusion.dtype), accumulate=True)
-        return _result(totals)
+        return _result(totals, split)
 
 
 def make_loop(
@@ -210,10 +210,21 @@ def _batch_totals(loss: torch.Tensor, outputs: torch.Tensor, labels: torch.Tenso
     return torch.tensor([loss.item() * count, correct, count], dtype=torch.float64)
 
 
-def _result(totals: torch.Tensor) -> EpochResult:
+def _result(totals: torch.Tensor, split: str) -> EpochResult:
+    """Mean loss and accuracy over the images that decoded; none is no figure at all (not a loss of 0)."""
     loss_sum, correct, count = totals.tolist()
-    count = max(count, 1)
+    if not count:
+        raise nothing_decoded(split)
     return EpochResult(loss=loss_sum / count, acc=correct / count, count=int(count))
+
+
+def nothing_decoded(split: str) -> UserError:
+    """Every image of a split failed to decode when read (each passed the scan: truncated after a sound header,
+    pixels decode_rgb refuses): the split has no figure to report, and its losses would read as perfect."""
+    return UserError(
+        f"no image of the {split} split could be decoded (every one was skipped as undecodable, see the warnings "
+        "above): replace its images with readable ones"
+    )
 
 
 def backbone(model: nn.Module) -> nn.Module:
@@ -228,8 +239,11 @@ def extract_features(
     device: torch.device,
     should_stop: Callable[[], bool] = _never,
     precision: str = "auto",
+    *,
+    split: str,
 ) -> TensorDataset:
-    """Run the frozen backbone once over loader (channels_last, mixed precision); the head then trains on these."""
+    """Run the frozen backbone once over loader, the images of `split` (channels_last, mixed precision); the head
+    then trains on these. UserError when none of them decodes."""
     features = backbone(model).eval().to(memory_format=torch.channels_last)
     chunks, labels = [], []
     try:
@@ -244,4 +258,6 @@ def extract_features(
             labels.append(targets)
     finally:
         features.to(memory_format=torch.contiguous_format)  # the saved model keeps its usual layout
+    if not chunks:
+        raise nothing_decoded(split)
     return TensorDataset(torch.cat(chunks), torch.cat(labels))

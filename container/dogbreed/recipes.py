@@ -131,9 +131,10 @@ def on_cached_features(
 ) -> Recipe:
     """The frozen backbone runs once over every split; only the head (model.fc) runs, and trains, on its features."""
 
-    def features(dataset: Dataset) -> TensorDataset:
-        return extract_features(model, batching.loader(dataset, train=False), device, should_stop, precision)
+    def features(dataset: Dataset, split: str) -> TensorDataset:
+        loader = batching.loader(dataset, train=False)
+        return extract_features(model, loader, device, should_stop, precision, split=split)
 
-    test = features(images.test) if images.test is not None else None
-    cached = Datasets(features(images.train), features(images.valid), test)
+    test = features(images.test, "test") if images.test is not None else None
+    cached = Datasets(features(images.train, "train"), features(images.valid, "valid"), test)
     return Recipe(model.fc, [model.fc], images.train, *batching.loaders(cached))

@@ -299,7 +299,7 @@ class Epochs:
         with profiled_steps(profile_dir) as step:
             trained = loop.train_epoch(train_loader, step)
         self.hook.eval()
-        valid = loop.evaluate(self.recipe.valid)
+        valid = loop.evaluate(self.recipe.valid, "valid")
         values = {"train_loss": trained.loss, "train_acc": trained.acc}
         values.update(valid_loss=valid.loss, valid_acc=valid.acc)
         values = self.node.broadcast(values)  # one decision (best epoch, early stop) in every process: the master's
@@ -318,7 +318,7 @@ class Epochs:
         if self.recipe.test is not None and not stopped:
             self.hook.eval()
             confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
-            tested = self.loop.evaluate(self.recipe.test, confusion)
+            tested = self.loop.evaluate(self.recipe.test, "test", confusion)
             values.update(self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc}))
         log.info(metrics.final_line(best.epoch, values))
         return Outcome(history, {**final, **values}, confusion, stopped)

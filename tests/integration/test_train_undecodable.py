@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dogbreed import train
 from dogbreed.data import image_problem
 
 
@@ -53,4 +54,22 @@ def test_a_class_of_only_undecodable_training_images_fails_the_job(sm_tree, run_
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith("1 class(es) have no training image that decodes"), failure
     assert ": 002.Afghan_hound; replace their images with readable ones" in failure
+    assert not (base / "model" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+@pytest.mark.parametrize("augment", ["false", "true"], ids=["cached-features", "images"])
+def test_a_split_of_only_undecodable_images_fails_the_job_naming_it(sm_tree, caplog, split, augment):
+    """Was: valid_loss=0.0000 (a tuning job's best trial) or test_loss=0.0000 from no image at all, exit 0; with
+    cached features an internal error (torch.cat of nothing)."""
+    base = sm_tree({"epochs": "1", "fine_tune": "head", "augment": augment, "int8": "false"}, per_class=4)
+    for path in (base / "input" / "data" / "training" / split).rglob("*.jpg"):
+        truncate(path)
+
+    assert train.main({"SAGEMAKER_BASE_DIR": str(base)}) == train.EXIT_USER_ERROR
+
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith(f"no image of the {split} split could be decoded (every one was skipped"), failure
+    assert "replace its images with readable ones" in failure
+    assert f"{split}_loss=0.0000" not in caplog.text and "final " not in caplog.text
     assert not (base / "model" / "model.pt").exists()

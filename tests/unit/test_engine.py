@@ -45,10 +45,10 @@ def test_the_loop_learns_a_separable_problem():
     torch.manual_seed(0)
     model, data = nn.Linear(8, 3), loader(separable())
     loop = make_loop(hyperparameters(**CONSTANT_SGD), model, [model], Cluster(), steps_per_epoch=len(data))
-    before = loop.evaluate(data)
+    before = loop.evaluate(data, "valid")
     for _ in range(5):
         trained = loop.train_epoch(data)
-    after = loop.evaluate(data)
+    after = loop.evaluate(data, "valid")
     assert after.loss < before.loss / 4 and after.acc == 1.0
     assert trained.count == after.count == 64
 
@@ -127,7 +127,7 @@ def test_evaluate_counts_true_and_predicted_classes():
         identity.bias.zero_()
     loop = make_loop(hyperparameters(), identity, [identity], Cluster(), steps_per_epoch=len(data))
     confusion = torch.zeros(3, 3, dtype=torch.int64)
-    result = loop.evaluate(data, confusion)
+    result = loop.evaluate(data, "test", confusion)
     assert confusion.tolist() == [[1, 0, 1], [0, 1, 0], [0, 1, 2]]  # rows: true class
     assert (result.acc, result.count) == (4 / 6, 6)
 
@@ -147,9 +147,8 @@ def test_the_head_on_cached_features_computes_what_the_whole_model_does():
     torch.manual_seed(0)
     model = build_model(HeadConfig(num_classes=3, hidden_units=8)).eval()
     images = torch.randn(3, 3, 32, 32)
-    features = extract_features(
-        model, loader(TensorDataset(images, torch.arange(3)), batch_size=2), torch.device("cpu"), precision="fp32"
-    )
+    data = loader(TensorDataset(images, torch.arange(3)), batch_size=2)
+    features = extract_features(model, data, torch.device("cpu"), precision="fp32", split="train")
     assert features.tensors[0].shape == (3, 2048) and features.tensors[1].tolist() == [0, 1, 2]
     assert model.conv1.weight.is_contiguous()  # the model keeps its usual layout for saving
     with torch.no_grad():
@@ -174,3 +173,14 @@ def test_a_batch_of_one_that_batchnorm_cannot_train_on_says_what_to_change():
     loop = make_loop(hyperparameters(), model, trained, Cluster(), steps_per_epoch=1)
     with pytest.raises(UserError, match="use batch_size >= 2, image_size >= 64, or fine_tune=head"):
         loop.train_epoch(data)
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_a_split_with_no_decoded_batch_has_no_figures(split):
+    """Every batch None (nothing decoded): a UserError naming the split, not a loss of 0 over 0 images."""
+    model = nn.Linear(8, 3)
+    loop = make_loop(hyperparameters(), model, [model], Cluster(), steps_per_epoch=2)
+    with pytest.raises(UserError, match=f"^no image of the {split} split could be decoded"):
+        loop.train_epoch([None, None]) if split == "train" else loop.evaluate([None, None], split)
+    with pytest.raises(UserError, match=f"^no image of the {split} split could be decoded"):
+        extract_features(build_model(HeadConfig(3)), [None], torch.device("cpu"), split=split)
