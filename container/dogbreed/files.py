@@ -4,6 +4,7 @@ UserError that names the directory and the cause (no space left, read-only) inst
 import contextlib
 import errno
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -83,3 +84,9 @@ def torch_bytes(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Indented, strict JSON (RFC 8259): a nan or inf figure, which json.dumps writes as a bare NaN that strict
+    parsers refuse, is a ValueError instead."""
+    return json.dumps(obj, indent=2, allow_nan=False).encode()

@@ -15,7 +15,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from .contract.hyperparams import FINE_TUNE_MODES, check_implemented
 from .errors import ArtifactError, UserError, describe
-from .files import load_tensors, torch_bytes, write_atomically, writing
+from .files import json_bytes, load_tensors, torch_bytes, write_atomically, writing
 from .presets import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def save_artifact(
     }
     with writing(model_dir, "the model"):
         write_atomically(model_dir / WEIGHTS_FILE, torch_bytes(state))
-        write_atomically(model_dir / CONFIG_FILE, json.dumps(config, indent=2).encode())
+        write_atomically(model_dir / CONFIG_FILE, json_bytes(config))
 
 
 def record_in_config(model_dir: Path, key: str, value: dict) -> None:
@@ -153,7 +153,7 @@ def record_in_config(model_dir: Path, key: str, value: dict) -> None:
     config = json.loads(path.read_text())
     config[key] = value
     with writing(model_dir, "the model"):
-        write_atomically(path, json.dumps(config, indent=2).encode())
+        write_atomically(path, json_bytes(config))
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 test accuracy with the confusion matrix (PNG), and recommendations."""
 
 import csv
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .advice import recommendations
-from .files import writing
+from .files import json_bytes, writing
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def per_class_accuracy(class_names: list[str], confusion: torch.Tensor) -> dict[
 def _write_files(out_dir: Path, report: dict, class_names: list[str], confusion: torch.Tensor | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     history = report["epochs"]
-    (out_dir / METRICS_JSON).write_text(json.dumps(report, indent=2))
+    (out_dir / METRICS_JSON).write_bytes(json_bytes(report))
     if confusion is not None:
         _draw(plot_confusion, class_names, confusion, out_dir / CONFUSION_PLOT)
     else:  # not a previous job's, read as this model's

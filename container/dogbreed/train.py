@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import math
 import os
 import time
 import traceback
@@ -304,6 +305,7 @@ class Epochs:
         values.update(valid_loss=valid.loss, valid_acc=valid.acc)
         values = self.node.broadcast(values)  # one decision (best epoch, early stop) in every process: the master's
         log.info(metrics.epoch_line(epoch, values))
+        check_finite(epoch, values, self.hps)
         return {"epoch": epoch, **values, "seconds": round(time.monotonic() - started, 3)}
 
     def finish(self, history: list[dict], best: Best, *, stopped: bool) -> Outcome:
@@ -322,6 +324,18 @@ class Epochs:
             values.update(self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc}))
         log.info(metrics.final_line(best.epoch, values))
         return Outcome(history, {**final, **values}, confusion, stopped)
+
+
+def check_finite(epoch: int, values: dict[str, float], hps: Hyperparameters) -> None:
+    """A loss that is nan or inf means training diverged (its weights are, or soon will be, no numbers): UserError
+    before the epoch is checkpointed or kept as the best, so no such model is delivered. Every process holds the
+    same figures (the reduced training loss, the master's validation loss), so all stop together."""
+    diverged = [f"{key}={value}" for key, value in values.items() if not math.isfinite(value)]
+    if diverged:
+        raise UserError(
+            f"training diverged: the loss became non-finite at epoch {epoch} ({', '.join(diverged)}); lower lr "
+            f"(now {hps.lr:g} with optimizer={hps.optimizer}), or check the training data. No model is delivered"
+        )
 
 
 def _remove_stale_failure(paths: Paths) -> None:

@@ -167,3 +167,19 @@ def test_a_job_that_ends_without_reporting_why_is_reported(sm_tree, monkeypatch)
     monkeypatch.setattr(supervisor, "JOB", "import sys; sys.exit(3)")
     assert supervisor.main([], {"SAGEMAKER_BASE_DIR": str(base)}) == 3
     assert failure(base).startswith("internal error: the training process exited with code 3 without saying why")
+
+
+DIVERGING = {"epochs": "2", "fine_tune": "all", "augment": "true", "optimizer": "sgd", "lr": "10", "momentum": "1"}
+
+
+def test_training_that_diverges_fails_and_delivers_no_model(sm_tree, caplog):
+    """lr=10 (the bound) with momentum 1: the weights become nan in epoch 1. Was: exit 0, a NaN model delivered and
+    bare NaN in model_config.json and metrics.json."""
+    base = sm_tree({**DIVERGING, "weight_decay": "1", "lr_schedule": "none", "hidden_units": "0"})
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    message = failure(base)
+    assert message.startswith("training diverged: the loss became non-finite at epoch 1 ("), message
+    assert "valid_loss=nan" in message
+    assert "lower lr (now 10 with optimizer=sgd)" in message
+    assert "final " not in caplog.text and not list((base / "checkpoints").glob("*.pt"))
+    assert not (base / "model" / "model.pt").exists() and not (base / "output" / "data" / "metrics.json").exists()
