@@ -130,10 +130,12 @@ def load_best(directory: Path, signature: dict) -> Best | None:
 
 
 def signature(class_names: list[str], head: HeadConfig, hps: Hyperparameters) -> dict:
-    """What must match to resume: the classes and head, and what the frozen weights are rebuilt from on resume."""
+    """What must match to resume: the classes and head, what the frozen weights are rebuilt from on resume, and
+    the optimizer whose state the checkpoint holds (another one's does not load; its settings may change)."""
     return {
         "class_names": class_names,
         "head": asdict(head),
+        "optimizer": hps.optimizer,
         "fine_tune": hps.fine_tune,
         "pretrained": hps.pretrained,
         "seed": hps.seed,

@@ -2,6 +2,7 @@
 of training, evaluation, backbone feature extraction (no env, no I/O)."""
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], Hyperparameters], torch.opti
     "sgd": lambda params, hps: torch.optim.SGD(params, lr=hps.lr, momentum=hps.momentum, weight_decay=hps.weight_decay),
 }
 hyperparams.check_implemented(hyperparams.OPTIMIZERS, OPTIMIZERS, "dogbreed.engine.OPTIMIZERS")
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
@@ -170,10 +173,12 @@ def make_loop(
 ) -> Loop:
     """The loop that trains `module`'s unfrozen parameters (`trained` go to train mode each epoch) with the
     hyperparameters' optimizer, loss and schedule; DDP across processes, a GradScaler on CUDA. On resume, the
-    optimizer's saved state and the schedule continue after epochs_done."""
+    optimizer's saved state (of the same optimizer: checkpoint.signature) and the schedule continue after
+    epochs_done, with this job's hyperparameters."""
     optimizer = OPTIMIZERS[hps.optimizer]([p for p in module.parameters() if p.requires_grad], hps)
+    schedule = lr_schedule(hps, steps_per_epoch)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        resume_optimizer(optimizer, optimizer_state, scheduled={"lr"} if schedule else set())
     return Loop(
         model=DistributedDataParallel(module) if node.distributed else module,
         criterion=SmoothedCrossEntropyLoss(label_smoothing=hps.label_smoothing),
@@ -184,9 +189,23 @@ def make_loop(
         should_stop=should_stop,
         reduce=node.sum,
         scaler=torch.amp.GradScaler("cuda") if node.device.type == "cuda" else None,
-        lr_at=lr_schedule(hps, steps_per_epoch),
+        lr_at=schedule,
         steps_done=epochs_done * steps_per_epoch,
     )
+
+
+def resume_optimizer(optimizer: torch.optim.Optimizer, state: dict, scheduled: set[str]) -> None:
+    """Load a checkpoint's optimizer state (its moments, momentum buffers), keeping the hyperparameters the optimizer
+    was built with (lr, weight_decay, momentum, betas): load_state_dict would put back the checkpoint's. The log
+    names those that differ, but for `scheduled` ones (set at every step anyway)."""
+    wanted = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, values in zip(optimizer.param_groups, wanted, strict=True):
+        changed = [key for key, value in values.items() if key not in scheduled and group.get(key) != value]
+        if changed:
+            shown = ", ".join(f"{key}={values[key]} (checkpoint: {group.get(key)})" for key in changed)
+            log.info("resuming with this job's optimizer settings, not the checkpoint's: %s", shown)
+        group.update(values)
 
 
 @contextlib.contextmanager

@@ -121,3 +121,24 @@ def test_sigterm_while_the_job_starts_stops_it(sm_tree, start_train):
     assert process.returncode == train.EXIT_STOPPED, log
     assert (base / "output" / "failure").read_text().startswith("training stopped by SIGTERM")
     assert "epoch=" not in log and not (base / "model").exists()
+
+
+def test_a_rerun_with_another_optimizer_is_refused_and_new_settings_win(sm_tree, caplog):
+    """Was: optimizer=sgd after adam an internal error (KeyError 'momentum'); a new lr or weight_decay silently
+    replaced by the checkpoint's."""
+    first = {"epochs": "1", "fine_tune": "head", "augment": "false", "int8": "false", "lr_schedule": "none"}
+    base = sm_tree({**first, "lr": "0.001"})
+    environ = {"SAGEMAKER_BASE_DIR": str(base)}
+    assert train.main(environ) == 0
+    config = base / "input" / "config" / "hyperparameters.json"
+
+    def rerun(**changed: str) -> int:
+        config.write_text(json.dumps({**json.loads(config.read_text()), **changed}))
+        return train.main(environ)
+
+    assert rerun(epochs="2", optimizer="sgd") == train.EXIT_USER_ERROR
+    message = (base / "output" / "failure").read_text()
+    assert "checkpoint-0001.pt was written for a different setup" in message and "'optimizer': 'adam'" in message
+    assert rerun(optimizer="adam", lr="0.05") == 0
+    assert "after 1 completed epoch(s)" in caplog.text
+    assert "optimizer settings, not the checkpoint's: lr=0.05 (checkpoint: 0.001)" in caplog.text

@@ -175,6 +175,35 @@ def test_a_batch_of_one_that_batchnorm_cannot_train_on_says_what_to_change():
         loop.train_epoch(data)
 
 
+def test_a_resumed_optimizer_keeps_its_state_but_takes_this_jobs_settings(caplog):
+    """Was: load_state_dict put back the checkpoint's lr, weight_decay and momentum (lr_schedule=none)."""
+    model, data = nn.Linear(8, 3), loader(separable())
+    before = hyperparameters(optimizer="sgd", lr="0.001", weight_decay="0", momentum="0.9", lr_schedule="none")
+    trained = make_loop(before, model, [model], Cluster(), steps_per_epoch=len(data))
+    trained.train_epoch(data)
+    state = trained.optimizer.state_dict()
+    now = hyperparameters(optimizer="sgd", lr="0.05", weight_decay="0.01", momentum="0.5", lr_schedule="none")
+    caplog.set_level("INFO")
+    resumed = make_loop(now, model, [model], Cluster(), steps_per_epoch=len(data), optimizer_state=state)
+    (group,) = resumed.optimizer.param_groups
+    assert (group["lr"], group["weight_decay"], group["momentum"]) == (0.05, 0.01, 0.5)
+    buffers = [resumed.optimizer.state[p]["momentum_buffer"] for p in model.parameters()]
+    assert all(torch.equal(b, state["state"][i]["momentum_buffer"]) for i, b in enumerate(buffers))
+    assert "not the checkpoint's: lr=0.05 (checkpoint: 0.001), momentum=0.5 (checkpoint: 0.9), weight_decay=0.01" in (
+        caplog.text
+    )
+
+
+def test_a_scheduled_lr_is_not_reported_as_changed_on_resume(caplog):
+    model, data = nn.Linear(8, 3), loader(separable())
+    hps = hyperparameters(lr="0.1", epochs="3")
+    first = make_loop(hps, model, [model], Cluster(), steps_per_epoch=len(data))
+    first.train_epoch(data)
+    caplog.set_level("INFO")
+    make_loop(hps, model, [model], Cluster(), steps_per_epoch=len(data), optimizer_state=first.optimizer.state_dict())
+    assert "not the checkpoint's" not in caplog.text
+
+
 @pytest.mark.parametrize("split", ["train", "valid"])
 def test_a_split_with_no_decoded_batch_has_no_figures(split):
     """Every batch None (nothing decoded): a UserError naming the split, not a loss of 0 over 0 images."""
