@@ -1,7 +1,6 @@
 """Input channels → image datasets and loaders: split discovery, class checks, unreadable-image skipping."""
 
 import hashlib
-import io
 import logging
 import os
 import shutil
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from PIL.JpegImagePlugin import JpegImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms.functional import to_pil_image
 
@@ -22,12 +20,11 @@ from .contract.hyperparams import Hyperparameters
 from .errors import UserError
 from .formats import (
     IMAGE_EXTENSIONS,
-    IMAGE_FORMATS,
     MAX_ASPECT_RATIO,
-    MAX_JPEG_SCANS,
+    CostlyFile,
     jpeg_arithmetic,
-    jpeg_scans,
     named_as_image,
+    open_image,
     too_elongated,
 )
 from .presets import decode_pixels, decode_rgb
@@ -117,28 +114,31 @@ def _holds_images(folder: Path) -> bool:
 
 
 UNREADABLE = "unreadable"
+COSTLY = "too costly to decode (scans, segments, chunks or strips far beyond its pixels' need; serving refuses too)"
 ELONGATED = f"elongated (aspect ratio over {MAX_ASPECT_RATIO}:1, which serving refuses too)"
 
 
 def image_problem(path: Path) -> str | None:
-    """Why an image file is not trained on: UNREADABLE (header, Pillow's verify, decompression bomb) or ELONGATED
-    (the eval resize would scale a 20000x1 strip to gigabytes); None when it is fine."""
+    """Why an image file is not trained on: UNREADABLE (header, Pillow's verify, decompression bomb), COSTLY
+    (formats.check_structure) or ELONGATED (the eval resize would scale a 20000x1 strip to gigabytes); None when it
+    is fine."""
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as img:
+        with open_image(path.read_bytes()) as img:
             width, height = img.size
             img.verify()
+    except CostlyFile:
+        return COSTLY
     except Exception:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
         return UNREADABLE
     return ELONGATED if too_elongated(width, height) else None
 
 
 def decode_file(path: Path) -> Image.Image:
-    """An image file's RGB pixels (presets.decode_rgb, as serving decodes). A JPEG of more than MAX_JPEG_SCANS scans
-    is refused (ValueError) before decoding: each scan is one more pass over the image, every epoch."""
+    """An image file's RGB pixels (presets.decode_rgb, as serving decodes). A file formats.check_structure refuses
+    (a JPEG of too many scans: each is one more pass over the image, every epoch) is a CostlyFile, a ValueError,
+    before decoding."""
     data = path.read_bytes()
-    with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
-        if isinstance(img, JpegImageFile) and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
-            raise ValueError(f"a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
+    with open_image(data) as img:
         if jpeg_arithmetic(data):  # Pillow cannot decode one over ~64 KB: torchvision does (presets.decode_pixels)
             return to_pil_image(decode_pixels(img, data))
         return decode_rgb(img)

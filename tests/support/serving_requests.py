@@ -93,6 +93,51 @@ def many_scans_jpeg(extra_scans: int, size: tuple[int, int] = (64, 64)) -> bytes
     return data[:-2] + last_scan * extra_scans + b"\xff\xd9"
 
 
+def jpeg_with_header(extra: bytes, data: bytes | None = None) -> bytes:
+    """A JPEG (by default jpeg()'s) with `extra` (segments, fill bytes) right after its start-of-image marker."""
+    data = data or jpeg()
+    return data[:2] + extra + data[2:]
+
+
+def png_with_chunks(before: bytes = b"", after: bytes = b"") -> bytes:
+    """A 16x16 PNG with chunks (png_chunk) inserted before its image data and after it (before IEND)."""
+    data = encode(Image.new("RGB", (16, 16), (120, 90, 60)), "PNG")
+    idat, iend = data.index(b"IDAT") - 4, data.index(b"IEND") - 4
+    return data[:idat] + before + data[idat:iend] + after + data[iend:]
+
+
+def png_chunk(kind: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def raw_tiff(size: tuple[int, int], block: tuple[int, int], *, tiled: bool = False, copies: int = 1) -> bytes:
+    """An uncompressed 8-bit grayscale TIFF cut into blocks (strips: block width = image width) listed `copies`
+    times over: the offsets of a hostile file repeat its blocks, which Pillow decodes one by one."""
+    (width, height), (block_width, block_height) = size, block
+    count = -(-width // block_width) * -(-height // block_height)
+    listed, block_bytes = count * copies, block_width * block_height
+    layout = (
+        [(322, block_width), (323, block_height), (324, None), (325, None)]
+        if tiled
+        else [(273, None), (278, block_height), (279, None)]
+    )
+    tags = sorted([(256, width), (257, height), (258, 8), (259, 1), (262, 1), (277, 1), *layout])
+    offsets_at = 8 + 2 + 12 * len(tags) + 4
+    counts_at = offsets_at + 4 * listed
+    pixels_at = counts_at + 4 * listed
+    arrays = {273: offsets_at, 324: offsets_at, 279: counts_at, 325: counts_at}
+    entries = b"".join(
+        struct.pack("<HHII", tag, 4, listed, arrays[tag]) if tag in arrays else struct.pack("<HHII", tag, 4, 1, value)
+        for tag, value in tags
+    )
+    offsets = [pixels_at + block_bytes * (i % count) for i in range(listed)]
+    return (
+        b"II*\x00" + struct.pack("<IH", 8, len(tags)) + entries + b"\x00" * 4
+        + struct.pack(f"<{listed}I", *offsets) + struct.pack(f"<{listed}I", *[block_bytes] * listed)
+        + b"\x80" * (block_bytes * count)
+    )  # fmt: skip
+
+
 def flat_png(width: int, height: int) -> bytes:
     """A real PNG of one colour: a few KB to send, width x height pixels to decode."""
     return encode(Image.new("RGB", (width, height), (120, 90, 60)), "PNG")

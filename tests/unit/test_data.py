@@ -315,6 +315,19 @@ def test_a_jpeg_of_too_many_scans_is_skipped_before_decoding(tmp_path, caplog):
     assert images[1][0].size == (64, 64)
 
 
+def test_a_file_too_costly_to_decode_is_skipped_before_pillow_reads_it(tmp_path):
+    """A TIFF listing its strips 20 times over: serving refuses it (formats.check_structure), training skips it."""
+    from serving_requests import raw_tiff
+
+    from dogbreed.formats import CostlyFile
+
+    path = tmp_path / "strips.tif"
+    path.write_bytes(raw_tiff((64, 64), (64, 1), copies=20))
+    assert data.image_problem(path) == data.COSTLY
+    with pytest.raises(CostlyFile, match="listing 1280 strips"):
+        data.decode_file(path)
+
+
 def test_loader_processes_are_as_many_as_shared_memory_holds(tmp_path, caplog):
     """Each loader process keeps 2 batches in flight, counted twice: with room for 4 batches in all, 1 process."""
     free = shutil.disk_usage(tmp_path).free

@@ -19,9 +19,13 @@ from serving_requests import (
     npy,
     photo,
     png,
+    png_chunk,
     png_header_only,
+    png_with_chunks,
+    raw_tiff,
 )
 
+from dogbreed import formats
 from dogbreed.errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
 from dogbreed.formats import IMAGE_FORMATS
 from dogbreed.serving import codecs
@@ -362,10 +366,18 @@ def test_curl_data_binary_without_a_content_type_is_read_as_the_file_and_form_fi
 
 def test_a_jpeg_of_too_many_scans_is_refused_before_decoding_and_a_progressive_photo_is_not():
     """A scan of a few bytes is one more pass over every coefficient: 100 000 of them fit in 6 MB."""
-    with pytest.raises(PayloadTooLarge, match=f"a JPEG of 2010 scans; the limit is {codecs.MAX_JPEG_SCANS}"):
+    with pytest.raises(PayloadTooLarge, match=f"a JPEG of 2010 scans; the limit is {formats.MAX_JPEG_SCANS}"):
         codecs.decode_image(many_scans_jpeg(2000), LIMITS)
     (image,) = codecs.decode_image(encode(photo(size=(400, 300)), "JPEG", progressive=True), LIMITS)
     assert image.opened.format == "JPEG"
+
+
+def test_a_file_whose_structure_would_cost_far_more_than_its_bytes_is_a_413_naming_it():
+    """formats.check_structure's refusals (tests/unit/test_formats.py) reach the client as 413s."""
+    with pytest.raises(PayloadTooLarge, match="the request body is a TIFF listing 1280 strips where its 64x64 pixels"):
+        codecs.decode_image(raw_tiff((64, 64), (64, 1), copies=20), LIMITS)
+    with pytest.raises(PayloadTooLarge, match="image 0 is a PNG of more than 65536 chunks"):
+        codecs.decode_json(instances(png_with_chunks(before=png_chunk(b"abCd") * 65537)), LIMITS)
 
 
 def test_what_real_clients_send_beside_the_usual():

@@ -49,7 +49,8 @@ verbose=true|false. Unknown keys are ignored.
 Errors: 415 unsupported Content-Type (a form's fields without a file say to send the file itself), 406 unsupported
 Accept, 400 undecodable body, 413 when a request would cost far more than its bytes, checked from the headers
 before any pixel is decoded: an image over the
-pixel limit or the aspect-ratio limit (the eval resize would blow it up), all images together over the
+pixel limit or the aspect-ratio limit (the eval resize would blow it up), a file whose structure would (JPEG scans
+or header segments, PNG chunks, TIFF strips or tiles: formats.check_structure), all images together over the
 request's pixel limit, or more than MAX_IMAGES_PER_REQUEST images; JSON of more arrays and objects than
 JSON_CONTAINERS_PER_IMAGE per image, counted before it is parsed; a form of more than MAX_FORM_PARTS parts, or of
 more than MAX_FORM_HEADER_BYTES of preamble and part headers, refused before they are parsed. The message names the
@@ -75,13 +76,13 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from PIL import Image
-from PIL.JpegImagePlugin import JpegImageFile
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble, State
 
+from .. import formats
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
-from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, MAX_JPEG_SCANS, jpeg_scans, too_elongated
+from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, CostlyFile, too_elongated
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, MAX_BATCH_SIZE
 
 MAX_IMAGES_PER_REQUEST = MAX_BATCH_SIZE  # so one forward pass may hold a whole request
@@ -156,13 +157,16 @@ def reason(exc: Exception) -> str:
 
 @contextmanager
 def pillow_errors(where: str, unreadable: Callable[[Exception], ServingError] | None = None) -> Iterator[None]:
-    """Pillow opening or decoding `where`: a decompression bomb is a 413 (here only, for opening and decoding
-    alike); any other exception, of the many types Pillow raises for hostile or corrupt input, unreadable(exc)
-    or else a 400 saying `where` cannot be decoded."""
+    """Pillow opening or decoding `where`: a decompression bomb or a file whose structure would cost far more than
+    its bytes (formats.CostlyFile) is a 413 (here only, for opening and decoding alike); any other exception, of the
+    many types Pillow raises for hostile or corrupt input, unreadable(exc) or else a 400 saying `where` cannot be
+    decoded."""
     try:
         yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"{where} refused as a decompression bomb: {exc}") from None
+    except CostlyFile as exc:
+        raise PayloadTooLarge(f"{where} is {exc}") from None
     except Exception as exc:
         if unreadable is not None:
             raise unreadable(exc) from None
@@ -200,19 +204,12 @@ def _check_count(count: int, limit: int = MAX_IMAGES_PER_REQUEST) -> None:
 
 
 def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_type: str = "") -> EncodedImage:
-    """Open an image file lazily: identify the format and size, refuse oversize before decoding."""
+    """Open an image file lazily: its structure checked (formats.check_structure), its format and size identified,
+    oversize refused before decoding."""
     with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
-        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        image = formats.open_image(data)
     check_size(*image.size, limits, where)
-    if isinstance(image, JpegImageFile):  # JPEG and MPO
-        check_jpeg_scans(data, where)
     return EncodedImage(data, image)
-
-
-def check_jpeg_scans(data: bytes, where: str = "image") -> None:
-    """Refuse a JPEG whose scans would cost far more than its bytes (MAX_JPEG_SCANS)."""
-    if (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
-        raise PayloadTooLarge(f"{where} is a JPEG of {scans} scans; the limit is {MAX_JPEG_SCANS}")
 
 
 def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:
