@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import ExifTags, Image
+from PIL.Jpeg2KImagePlugin import Jpeg2KImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
 
-from .formats import jpeg_arithmetic, jpeg_scans
+from .formats import jpeg2000_levels, jpeg_arithmetic, jpeg_scans
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -141,7 +142,8 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
     Pillow's three copies of the pixels (tobytes in 64 KB pieces, join, array) under the GIL. So is an
     arithmetic-coded one, drafted or not: Pillow feeds libjpeg-turbo the file in pieces, and its arithmetic decoding
     cannot resume after one (a photo over ~64 KB fails), torchvision gives it the whole file. If
-    torchvision refuses the file, Pillow decodes it or raises the error its callers handle.
+    torchvision refuses the file, Pillow decodes it or raises the error its callers handle. With config, a JPEG 2000
+    is decoded at the reduced resolution its eval resize needs (_jpeg2000_reduce), as a JPEG in draft mode.
     """
     whole = _draft_size(image, config) is None or jpeg_arithmetic(data)
     if isinstance(image, JpegImageFile) and image.mode in ("RGB", "L", "CMYK") and whole:
@@ -150,18 +152,34 @@ def decode_pixels(image: Image.Image, data: bytes, *, config: PreprocessConfig |
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         except RuntimeError:
             pass
+    if isinstance(image, Jpeg2KImageFile):
+        image.reduce = _jpeg2000_reduce(image, data, config)
     return F.pil_to_tensor(decode_rgb(image, config=config))
 
 
-def decoded_size(image: Image.Image, *, config: PreprocessConfig | None = None) -> tuple[int, int]:
-    """The size decode_pixels decodes a lazily opened image at: its own, or a large JPEG's draft reduction (Pillow's
-    rule: the largest of 8, 4, 2 that keeps both sides at least the size asked for)."""
+def decoded_size(image: Image.Image, data: bytes, *, config: PreprocessConfig | None = None) -> tuple[int, int]:
+    """The size decode_pixels decodes a lazily opened image (and its file's bytes) at: its own, a large JPEG's draft
+    reduction (Pillow's rule: the largest of 8, 4, 2 that keeps both sides at least the size asked for), or a large
+    JPEG 2000's reduced resolution."""
     width, height = image.size
-    if (wanted := _draft_size(image, config)) is None:
-        return width, height
-    scale = min(width // wanted[0], height // wanted[1])
-    reduction = next(r for r in (8, 4, 2, 1) if scale >= r)
-    return -(-width // reduction), -(-height // reduction)
+    if (wanted := _draft_size(image, config)) is not None:
+        scale = min(width // wanted[0], height // wanted[1])
+        reduction = next(r for r in (8, 4, 2, 1) if scale >= r)
+        return -(-width // reduction), -(-height // reduction)
+    halvings = _jpeg2000_reduce(image, data, config)
+    return -(-width >> halvings), -(-height >> halvings)
+
+
+def _jpeg2000_reduce(image: Image.Image, data: bytes, config: PreprocessConfig | None) -> int:
+    """How many times a JPEG 2000 is halved while decoding (Pillow's reduce, the analogue of JPEG's draft mode): as
+    many as its resolution levels allow while the short side still covers config's resize, and Pillow's rounding of
+    the reduced size (half up) matches openjpeg's (up), else the decode fails (1001 / 4: 250 against 251); 0 for
+    other images."""
+    if config is None or not isinstance(image, Jpeg2KImageFile):
+        return 0
+    most = min((min(image.size) // config.resize_size).bit_length() - 1, jpeg2000_levels(data))
+    fits = (r for r in range(most, 0, -1) if all((side + (1 << r >> 1)) >> r == -(-side >> r) for side in image.size))
+    return next(fits, 0)
 
 
 def decode_footprint(image: Image.Image, data: bytes, *, config: PreprocessConfig | None = None) -> int:
@@ -173,7 +191,7 @@ def decode_footprint(image: Image.Image, data: bytes, *, config: PreprocessConfi
         return 2 * image.size[0] * image.size[1]
     if jpeg_arithmetic(data):  # decoded whole (decode_pixels)
         return image.size[0] * image.size[1]
-    width, height = decoded_size(image, config=config)
+    width, height = decoded_size(image, data, config=config)
     return width * height
 
 

@@ -172,10 +172,37 @@ def test_decode_pixels_refuses_a_truncated_jpeg_with_pillows_error():
 def test_decoded_size_is_the_size_decode_pixels_decodes_at(size):
     """The serving decode budget counts decoded_size's pixels: it must be the decode's real size, drafted or not."""
     image, data = jpeg_file(Image.new("RGB", size, (90, 120, 30)))
-    expected = decoded_size(image, config=PreprocessConfig())
+    expected = decoded_size(image, data, config=PreprocessConfig())
     pixels = decode_pixels(image, data, config=PreprocessConfig())
     assert (pixels.shape[2], pixels.shape[1]) == expected
-    assert decoded_size(Image.open(io.BytesIO(data))) == size  # no config: no draft
+    assert decoded_size(Image.open(io.BytesIO(data)), data) == size  # no config: no draft
+
+
+def jpeg2000(size: tuple[int, int], **options) -> tuple[Image.Image, bytes]:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 120, 30)).save(buffer, "JPEG2000", **options)
+    return Image.open(io.BytesIO(buffer.getvalue())), buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("size", "options", "decoded"),
+    [
+        ((512, 384), {}, (128, 96)),  # 384 // 64 = 6: two halvings, of the 5 levels openjpeg writes by default
+        ((501, 377), {}, (251, 189)),  # 501 / 4 rounds otherwise in Pillow and openjpeg: halved once
+        ((512, 384), {"num_resolutions": 2}, (256, 192)),  # one level: halved once
+        ((512, 384), {"num_resolutions": 1}, (512, 384)),  # none: decoded whole
+        ((100, 75), {}, (100, 75)),  # already small
+    ],
+)
+def test_a_jpeg2000_is_decoded_at_the_resolution_its_resize_needs(size, options, decoded):
+    """JPEG 2000's analogue of JPEG's draft mode (Pillow's reduce): halved while the short side covers the resize,
+    as far as its resolution levels go; decoded_size, which the decode budget counts, is the decode's real size."""
+    config = PreprocessConfig(image_size=56)  # resize_size 64
+    image, data = jpeg2000(size, **options)
+    assert decoded_size(image, data, config=config) == decoded
+    pixels = decode_pixels(image, data, config=config)
+    assert (pixels.shape[2], pixels.shape[1]) == decoded
+    assert decoded_size(*jpeg2000(size, **options), config=None) == size  # training: no config, no reduction
 
 
 def test_a_jpeg_of_several_scans_counts_its_full_size_twice_in_the_decode_budget():
@@ -289,7 +316,7 @@ def test_a_cameras_mpo_is_drafted_and_decoded_like_a_jpeg():
     data = buffer.getvalue()
     image = Image.open(io.BytesIO(data))
     assert image.format == "MPO"
-    assert decoded_size(image, config=PreprocessConfig()) == (600, 450)
+    assert decoded_size(image, data, config=PreprocessConfig()) == (600, 450)
     assert tuple(decode_pixels(image, data, config=PreprocessConfig()).shape) == (3, 450, 600)
     full = decode_pixels(Image.open(io.BytesIO(data)), data)
     first = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()).permute(2, 0, 1)

@@ -380,6 +380,18 @@ def test_a_file_whose_structure_would_cost_far_more_than_its_bytes_is_a_413_nami
         codecs.decode_json(instances(png_with_chunks(before=png_chunk(b"abCd") * 65537)), LIMITS)
 
 
+def test_a_jpeg2000_is_refused_when_its_smallest_resolution_level_is_over_its_lower_pixel_limit():
+    """openjpeg's pixels cost ~8 times other formats': the limit applies to the level the predictor can reduce to."""
+    limits = codecs.DecodeLimits(max_pixels=8 * 100_000)
+    flat = Image.new("RGB", (400, 400), (90, 120, 30))
+    with pytest.raises(
+        PayloadTooLarge, match="smallest resolution level is 400x400; the limit for JPEG 2000 is 100000"
+    ):
+        codecs.decode_image(encode(flat, "JPEG2000", num_resolutions=1), limits)
+    (image,) = codecs.decode_image(encode(flat, "JPEG2000"), limits)  # 5 levels: 13x13 at the smallest
+    assert image.opened.size == (400, 400)
+
+
 def test_what_real_clients_send_beside_the_usual():
     """The SDK's DataSerializer (file-path/raw-bytes), a data: URI in upper case, JSON after a UTF-8 BOM (Windows
     tools) as untyped bytes: each is read as what it is."""

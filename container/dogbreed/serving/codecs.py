@@ -76,13 +76,14 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from PIL import Image
+from PIL.Jpeg2KImagePlugin import Jpeg2KImageFile
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble, State
 
 from .. import formats
 from ..errors import NotAcceptable, PayloadTooLarge, ServingError, UnsupportedMediaType
-from ..formats import IMAGE_FORMATS, MAX_ASPECT_RATIO, CostlyFile, too_elongated
+from ..formats import IMAGE_FORMATS, JPEG2000_COST, MAX_ASPECT_RATIO, CostlyFile, jpeg2000_levels, too_elongated
 from ..sm_env import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, MAX_BATCH_SIZE
 
 MAX_IMAGES_PER_REQUEST = MAX_BATCH_SIZE  # so one forward pass may hold a whole request
@@ -209,7 +210,22 @@ def open_image(data: bytes, limits: DecodeLimits, where: str = "image", media_ty
     with pillow_errors(where, lambda exc: _unreadable(where, media_type, exc)):
         image = formats.open_image(data)
     check_size(*image.size, limits, where)
+    if isinstance(image, Jpeg2KImageFile):
+        check_jpeg2000(image.size, data, limits, where)
     return EncodedImage(data, image)
+
+
+def check_jpeg2000(size: tuple[int, int], data: bytes, limits: DecodeLimits, where: str = "image") -> None:
+    """Refuse a JPEG 2000 whose smallest resolution level holds more than max_pixels / JPEG2000_COST pixels: the
+    predictor decodes it at the level its resize needs (presets.decode_pixels), no smaller than that one."""
+    halvings = jpeg2000_levels(data)
+    width, height = (-(-side >> halvings) for side in size)
+    if width * height > (limit := limits.max_pixels // JPEG2000_COST):
+        raise PayloadTooLarge(
+            f"{where} is a JPEG 2000 of {size[0]}x{size[1]} pixels whose smallest resolution level is "
+            f"{width}x{height}; the limit for JPEG 2000 is {limit} pixels there (1/{JPEG2000_COST} of other formats': "
+            "it decodes slower)"
+        )
 
 
 def _unreadable(where: str, media_type: str, exc: Exception) -> ServingError:

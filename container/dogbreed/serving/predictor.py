@@ -53,7 +53,7 @@ class PredictorConfig:
     torch_threads: int | None = None  # compute threads of this process; None: torch's default
     streams: int = 1  # batches computed at the same time, sharing torch_threads (see DynamicBatcher)
     timeout_s: float = sm_env.DEFAULT_SERVER_TIMEOUT  # a request's inference deadline (503 after it)
-    jpeg_draft: bool = True  # decode large JPEGs at reduced scale (presets.decode_pixels)
+    jpeg_draft: bool = True  # decode large JPEGs and JPEG 2000s at reduced scale (presets.decode_pixels)
     decode_budget_pixels: int = sm_env.DEFAULT_MAX_IMAGE_PIXELS  # decoded at once by all request threads
 
     @classmethod
