@@ -8,6 +8,7 @@ import torch
 from PIL import ExifTags, Image
 from PIL.Jpeg2KImagePlugin import Jpeg2KImageFile
 from PIL.JpegImagePlugin import JpegImageFile
+from PIL.TiffImagePlugin import BITSPERSAMPLE, SAMPLEFORMAT
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
@@ -91,10 +92,10 @@ def decode_rgb(image: Image.Image, *, config: PreprocessConfig | None = None) ->
 
     Upright: a phone photo's EXIF Orientation (rotated or mirrored sensor data) is applied, as photo viewers do.
     Pillow's convert("RGB") clips wider modes: a 16-bit grayscale PNG ("I;16") would become all white.
-    So 16-bit grayscale (PNG, TIFF, PGM) is scaled to 8 bits (65535 → 255); 32-bit integer ("I") and float ("F")
-    images carry no brightness range to scale from and are refused (ValueError) rather than guessed. With config, a JPEG
-    is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest power-of-two reduction whose
-    short side still covers config.resize_size, so the eval transform's resize starts from fewer pixels.
+    So 16-bit grayscale (PNG, TIFF, PGM) is scaled to 8 bits (65535 → 255); signed and 32-bit integer ("I") and float
+    ("F") images carry no brightness range to scale from and are refused (ValueError) rather than guessed. With
+    config, a JPEG is decoded by libjpeg's DCT scaling (draft mode) straight to the smallest power-of-two reduction
+    whose short side still covers config.resize_size, so the eval transform's resize starts from fewer pixels.
     """
     if (size := _draft_size(image, config)) is not None:
         image.draft("RGB", size)
@@ -121,13 +122,25 @@ def _sixteen_bit_gray(image: Image.Image) -> bool:
     return image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PPM")
 
 
+def _unscaled_kind(image: Image.Image) -> str:
+    """What a mode I or F image's pixels are: floating-point, or integers of a TIFF's BitsPerSample and SampleFormat
+    (Pillow reads signed 16-bit ones as mode I too), else 32-bit ones."""
+    if image.mode == "F":
+        return "floating-point"
+    tags = getattr(image, "tag_v2", {})  # a TIFF's
+    signed = tags.get(SAMPLEFORMAT, (1,))[0] == 2
+    return f"{'signed ' if signed else ''}{tags.get(BITSPERSAMPLE, (32,))[0]}-bit integer"
+
+
 def _rgb(image: Image.Image) -> Image.Image:
     if _sixteen_bit_gray(image):
         gray = np.asarray(image).astype(np.float32) / 257
         return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")
     if image.mode in ("I", "F"):
-        kind = "32-bit integer" if image.mode == "I" else "floating-point"
-        raise ValueError(f"{kind} pixels (mode {image.mode}) have no defined brightness range; use 8 or 16 bits")
+        raise ValueError(
+            f"{_unscaled_kind(image)} pixels (mode {image.mode}) have no defined brightness range; use unsigned 8 or "
+            "16 bits"
+        )
     if image.mode == "RGB":  # convert would copy the decoded pixels
         image.load()
         return image

@@ -124,6 +124,16 @@ def test_decode_rgb_refuses_pixels_without_a_brightness_range(mode, kind):
         decode_rgb(Image.new(mode, (4, 3), 1000))
 
 
+def test_a_signed_sixteen_bit_tiff_is_refused_as_what_it_is():
+    """Pillow reads signed 16-bit grayscale as mode I, as it does 32-bit integers: the message names the file's."""
+    buffer = io.BytesIO()
+    Image.new("I;16", (4, 3)).save(buffer, "TIFF", tiffinfo={339: 2})  # SampleFormat 2: signed
+    image = Image.open(buffer)
+    assert image.mode == "I"
+    with pytest.raises(ValueError, match=r"^signed 16-bit integer pixels \(mode I\) have no defined brightness range"):
+        decode_rgb(image)
+
+
 def test_preprocess_config_derives_the_resize_and_round_trips_through_json():
     assert PreprocessConfig().resize_size == 256
     assert CONFIG.resize_size == 37  # round(32 * 256 / 224)

@@ -6,7 +6,7 @@ parsed by Werkzeug, Flask's HTTP library).
 Request bodies (Content-Type; parameters such as charset are ignored)
   image/<any subtype> (image/jpeg, image/png, image/*, ...), application/x-image: one image, its format
       sniffed from the bytes (not trusted from the header), one of IMAGE_FORMATS. Any Pillow mode decodes to
-      8-bit RGB (16-bit grayscale scaled; 32-bit and float images refused: presets.decode_rgb). An unreadable
+      8-bit RGB (16-bit grayscale scaled; signed, 32-bit and float images refused: presets.decode_rgb). An unreadable
       body declared as a format we do not read (image/heic) is a 415; otherwise a 400.
   application/json: base64-encoded image files, one or many, in any of these shapes
       {"instances": [{"b64": "<base64>"}, {"b64": "<base64>"}]}   (TF-Serving / Vertex style; also
