@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from PIL import Image, TiffImagePlugin
 from PIL.TiffImagePlugin import (
+    COMPRESSION,
     IMAGELENGTH,
     IMAGEWIDTH,
     PLANAR_CONFIGURATION,
@@ -104,7 +105,7 @@ def check_structure(data: bytes) -> None:
     elif data.startswith(PNG_SIGNATURE):
         _check_png_chunks(data)
     elif data[:4] in TiffImagePlugin.PREFIXES:
-        _check_tiff_blocks(data)
+        _check_tiff(data)
 
 
 JPEG_SOI = b"\xff\xd8\xff"  # what Pillow identifies a JPEG (or MPO) by
@@ -159,27 +160,43 @@ def _check_png_chunks(data: bytes) -> None:
         position += 12 + int.from_bytes(data[position : position + 4], "big")
 
 
+# Pillow reads a TIFF directory's entries in Python, ~8 us each, more than once: a 6 MB BigTIFF of 300 000 entries
+# took 9.5 s. A camera's or scanner's directory holds 15-100; 4096 cost ~40 ms.
+MAX_TIFF_ENTRIES = 4096
 # Pillow decodes an uncompressed TIFF strip by strip (or tile by tile) in Python, ~4 us each, and makes one per
-# offset listed, wrapping past the bottom of the image: a 5.8 MB file listing one 500x499 strip 700 000 times took
+# offset listed, wrapping past the bottom of the image (libtiff, which decodes compressed ones, reads no more than the
+# geometry holds): a 5.8 MB file listing one 500x499 strip 700 000 times took
 # 8 s and 80 MB; 640 000 1x1 tiles of an 800x800 image 2.4 s. Photos hold one strip or tile per 8-64 KB
 # (a 40 MP one, planar, one row per strip: 22 000); 65536 cost ~0.25 s.
 MAX_TIFF_BLOCKS = 65536
 
 
-def _check_tiff_blocks(data: bytes) -> None:
-    """Refuse a TIFF whose first image (the one Pillow opens) lists more strips or tiles than its geometry holds
-    (_tiff_blocks) or than MAX_TIFF_BLOCKS. Its directory is read by Pillow's own parser, as Image.open reads it."""
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:16] if data[2] == 0x2B else data[:8])  # BigTIFF: 16
-    stream = io.BytesIO(data)
-    stream.seek(ifd.next)
-    ifd.load(stream)
+def _check_tiff(data: bytes) -> None:
+    """Refuse a TIFF whose first image (the one Pillow opens) has over MAX_TIFF_ENTRIES directory entries, lists more
+    strips or tiles than MAX_TIFF_BLOCKS, or, uncompressed, than its geometry holds (_tiff_blocks)."""
+    ifd = _tiff_directory(data)
     kind, offsets = ("strips", ifd.get(STRIPOFFSETS)) if STRIPOFFSETS in ifd else ("tiles", ifd.get(TILEOFFSETS, ()))
     listed = len(offsets) if isinstance(offsets, tuple) else 1
-    if listed > (allowed := max(_tiff_blocks(ifd), 1)):
+    if ifd.get(COMPRESSION, 1) == 1 and listed > (allowed := max(_tiff_blocks(ifd), 1)):
         width, height = ifd.get(IMAGEWIDTH), ifd.get(IMAGELENGTH)
         raise CostlyFile(f"a TIFF listing {listed} {kind} where its {width}x{height} pixels hold {allowed}")
     if listed > MAX_TIFF_BLOCKS:
         raise CostlyFile(f"a TIFF of {listed} {kind}; the limit is {MAX_TIFF_BLOCKS}")
+
+
+def _tiff_directory(data: bytes) -> TiffImagePlugin.ImageFileDirectory_v2:
+    """A TIFF's first directory, read by Pillow's own parser as Image.open reads it, once the entries it would read
+    (as many as its count says, 2 bytes or BigTIFF's 8, and the file holds) are within MAX_TIFF_ENTRIES."""
+    big = data[2] == 0x2B
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:16] if big else data[:8])
+    count, size = (8, 20) if big else (2, 12)  # the count's bytes, an entry's
+    declared = int.from_bytes(data[ifd.next : ifd.next + count], "little" if data.startswith(b"II") else "big")
+    if (entries := min(declared, (len(data) - ifd.next - count) // size)) > MAX_TIFF_ENTRIES:
+        raise CostlyFile(f"a TIFF of {entries} directory entries; the limit is {MAX_TIFF_ENTRIES}")
+    stream = io.BytesIO(data)
+    stream.seek(ifd.next)
+    ifd.load(stream)
+    return ifd
 
 
 def _tiff_blocks(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:

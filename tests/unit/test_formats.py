@@ -26,6 +26,11 @@ HOSTILE = {
     "TIFF strips listed over again": (raw_tiff((64, 64), (64, 1), copies=20), "listing 1280 strips where its 64x64"),
     "TIFF tiles listed over again": (raw_tiff((64, 64), (16, 16), tiled=True, copies=2), "listing 32 tiles where"),
     "TIFF of 1x1 tiles": (raw_tiff((257, 256), (1, 1), tiled=True), f"of 65792 tiles; the limit is {MAX_BLOCKS}"),
+    "TIFF directory of many entries": (b"II*\x00\x08\x00\x00\x00\x01\x10" + bytes(12 * 4097 + 4), "of 4097 directory"),
+    "BigTIFF directory of many entries, cut short": (
+        b"II+\x00\x08\x00\x00\x00" + (16).to_bytes(8, "little") + (2**60).to_bytes(8, "little") + bytes(20 * 4097),
+        f"of 4097 directory entries; the limit is {formats.MAX_TIFF_ENTRIES}",  # what Pillow would read
+    ),
     "JPEG header of empty segments": (jpeg_with_header(COMMENT * 1001), "more than 1000 segments"),
     "JPEG header of fill bytes": (jpeg_with_header(b"\xff" * 5000), "more than 4096 fill or stray bytes"),
     "JPEG header of stray bytes": (jpeg_with_header(COMMENT + b"\x00" * 5000), "more than 4096 fill or stray bytes"),
