@@ -53,35 +53,6 @@ def jpeg_scans(data: bytes) -> int:
     return data.count(b"\xff\xda")
 
 
-# SOF9-11 and SOF13-15: arithmetic entropy coding (decoded by torchvision: presets.decode_pixels).
-ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
-
-def jpeg_arithmetic(data: bytes) -> bool:
-    """Whether a JPEG's frame is arithmetic-coded (its first SOFn marker; check_structure bounds the walk)."""
-    if not data.startswith(JPEG_SOI):
-        return False
-    return next((marker for marker in _jpeg_markers(data) if marker in JPEG_FRAMES), None) in ARITHMETIC_FRAMES
-
-
-J2K_START = b"\xff\x4f\xff\x51"  # SOC, SIZ: a JPEG 2000 codestream's start, alone or in a JP2 file's jp2c box
-# openjpeg decodes JPEG 2000 at 80-160 ns a pixel, 4-8 times a PNG's 20 and 10 a JPEG's 14 (a 6000x6000 file of one
-# resolution level, 780 KB: 3.0 s; a 12 MP lossy photo's, 1.8 MB: 1.9 s): decoded at its smallest resolution level,
-# one may hold this many times fewer pixels than the other formats (serving: codecs.open_image).
-JPEG2000_COST = 8
-
-
-def jpeg2000_levels(data: bytes) -> int:
-    """A JPEG 2000 codestream's wavelet decomposition levels, from its main header's COD segment (found by a search
-    after SIZ): how many times openjpeg can halve its resolution while decoding (Pillow's reduce); 0 without one.
-    A component or tile that declares fewer (COC, a tile-part COD: rare) fails to decode so reduced."""
-    siz = data.find(J2K_START) + 2
-    if siz < 2:
-        return 0
-    cod = data.find(b"\xff\x52", siz + 2 + int.from_bytes(data[siz + 2 : siz + 4], "big"))
-    return data[cod + 9] if 0 <= cod < len(data) - 9 else 0  # FF52, Lcod, Scod, SGcod (4 bytes), then the levels
-
-
 class CostlyFile(ValueError):
     """An image file whose structure, not its pixel count, would make opening or decoding it cost far more than its
     bytes: refused before Pillow reads it (serving answers 413, training skips the file)."""
@@ -143,6 +114,17 @@ def _check_jpeg_header(segments: int, stray: int) -> None:
         raise CostlyFile(f"a JPEG of more than {MAX_JPEG_STRAY_BYTES} fill or stray bytes in its header (the limit)")
 
 
+# SOF9-11 and SOF13-15: arithmetic entropy coding (decoded by torchvision: presets.decode_pixels).
+ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def jpeg_arithmetic(data: bytes) -> bool:
+    """Whether a JPEG's frame is arithmetic-coded (its first SOFn marker; check_structure bounds the walk)."""
+    if not data.startswith(JPEG_SOI):
+        return False
+    return next((marker for marker in _jpeg_markers(data) if marker in JPEG_FRAMES), None) in ARITHMETIC_FRAMES
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow reads a PNG's chunks in Python, ~2 us each: 500 000 empty ones (6 MB) took 1.0 s to open, as many empty
 # IDATs 0.9 s to decode. libpng writes 8 KB IDATs (a 6 MB photo: ~750 chunks); 65536 chunks cost Pillow ~0.13 s and
@@ -165,9 +147,9 @@ def _check_png_chunks(data: bytes) -> None:
 MAX_TIFF_ENTRIES = 4096
 # Pillow decodes an uncompressed TIFF strip by strip (or tile by tile) in Python, ~4 us each, and makes one per
 # offset listed, wrapping past the bottom of the image (libtiff, which decodes compressed ones, reads no more than the
-# geometry holds): a 5.8 MB file listing one 500x499 strip 700 000 times took
-# 8 s and 80 MB; 640 000 1x1 tiles of an 800x800 image 2.4 s. Photos hold one strip or tile per 8-64 KB
-# (a 40 MP one, planar, one row per strip: 22 000); 65536 cost ~0.25 s.
+# geometry holds): a 5.8 MB file listing one 500x499 strip 700 000 times took 8 s and 80 MB; 640 000 1x1 tiles of an
+# 800x800 image 2.4 s. Photos hold one strip or tile per 8-64 KB (a 40 MP one, planar, one row per strip: 22 000);
+# 65536 cost ~0.25 s.
 MAX_TIFF_BLOCKS = 65536
 
 
@@ -213,3 +195,21 @@ def _tiff_blocks(ifd: TiffImagePlugin.ImageFileDirectory_v2) -> int:
 
 def _ceil(size: int, block: int) -> int:
     return -(-size // max(block, 1))
+
+
+J2K_START = b"\xff\x4f\xff\x51"  # SOC, SIZ: a JPEG 2000 codestream's start, alone or in a JP2 file's jp2c box
+# openjpeg decodes JPEG 2000 at 80-160 ns a pixel, 4-8 times a PNG's 20 and 10 a JPEG's 14 (a 6000x6000 file of one
+# resolution level, 780 KB: 3.0 s; a 12 MP lossy photo's, 1.8 MB: 1.9 s): decoded at its smallest resolution level,
+# one may hold this many times fewer pixels than the other formats (serving: codecs.open_image).
+JPEG2000_COST = 8
+
+
+def jpeg2000_levels(data: bytes) -> int:
+    """A JPEG 2000 codestream's wavelet decomposition levels, from its main header's COD segment (found by a search
+    after SIZ): how many times openjpeg can halve its resolution while decoding (Pillow's reduce); 0 without one.
+    A component or tile that declares fewer (COC, a tile-part COD: rare) fails to decode so reduced."""
+    siz = data.find(J2K_START) + 2
+    if siz < 2:
+        return 0
+    cod = data.find(b"\xff\x52", siz + 2 + int.from_bytes(data[siz + 2 : siz + 4], "big"))
+    return data[cod + 9] if 0 <= cod < len(data) - 9 else 0  # FF52, Lcod, Scod, SGcod (4 bytes), then the levels
