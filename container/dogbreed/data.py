@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms.functional import to_pil_image
 
-from .archives import ARCHIVE_SUFFIXES
+from .archives import ARCHIVE_SUFFIXES, IGNORED_FOLDERS
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
@@ -42,9 +42,6 @@ class SplitPaths:
 
 
 WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
-# What operating systems leave beside the data: a macOS zip's resource forks, a Windows drive's recycle bin and
-# restore points (copied along with a USB stick's dataset).
-IGNORED_FOLDERS = ("__MACOSX", "$RECYCLE.BIN", "System Volume Information")
 
 
 def find_splits(channels: Mapping[str, Path]) -> SplitPaths:

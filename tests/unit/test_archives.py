@@ -145,3 +145,70 @@ def test_archives_beside_folders_are_left_alone(dog_images, tmp_path, caplog):
     channels = archives.unpack_channels({"training": dog_images.parent}, tmp_path / "scratch")
     assert channels == {"training": dog_images.parent} and not (tmp_path / "scratch").exists()
     assert "holds folders, so its archives are not unpacked: extra.zip" in caplog.text
+
+
+def test_archives_named_after_splits_unpack_as_those_splits_and_nothing_is_overwritten(dog_images, tmp_path):
+    """train.zip, valid.zip, test.zip (class folders at their top, or the split's folder itself) all hold
+    001.Affenpinscher/Affenpinscher_0000.jpg: unpacked into one folder they overwrote each other and test images
+    became training images."""
+    channel = channel_holding(tmp_path, "train.zip").parent
+    shutil.make_archive(str(channel / "train"), "zip", dog_images / "train")
+    shutil.make_archive(str(channel / "Valid"), "zip", dog_images / "valid")
+    shutil.make_archive(str(channel / "test"), "gztar", dog_images, "test")  # test.tar.gz holding test/
+    scratch = tmp_path / "scratch"
+
+    paths = data.find_splits(archives.unpack_channels({"training": channel}, scratch))
+
+    unpacked = scratch / "training"
+    assert (paths.train, paths.valid, paths.test) == (unpacked / "train", unpacked / "Valid", unpacked / "test")
+    splits = data.load_splits(paths)
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (9, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("part1.zip", "part2.zip"), r"holds 2 archives \(part1\.zip, part2\.zip\); .* but part1\.zip, part2\.zip"),
+        (("train.zip", "dogImages.tar.gz"), r"but dogImages\.tar\.gz is not: pack the data into one archive"),
+        (("train.zip", "Train.tar"), r"holds Train\.tar and train\.zip, the same split twice: keep one"),
+    ],
+)
+def test_several_archives_not_one_per_split_are_refused_naming_them(tmp_path, names, message):
+    for name in names:
+        path = channel_holding(tmp_path, name) if name == names[0] else tmp_path / "input/data/training" / name
+        opener = zipfile.ZipFile if name.endswith(".zip") else tarfile.open
+        with opener(path, "w"):
+            pass
+    with pytest.raises(UserError, match=message):
+        archives.unpack_channels({"training": tmp_path / "input" / "data" / "training"}, tmp_path / "scratch")
+
+
+def damaged(archive: Path, at: float) -> None:
+    """64 bytes of the compressed stream flipped at `at` of its length, its header left intact."""
+    data_ = bytearray(archive.read_bytes())
+    start = int(len(data_) * at)
+    data_[start : start + 64] = bytes(b ^ 0x5A for b in data_[start : start + 64])
+    archive.write_bytes(bytes(data_))
+
+
+@pytest.mark.parametrize("mode", ["gz", "bz2", "xz"])
+@pytest.mark.parametrize("at", [0.2, 0.5, 0.9])
+def test_a_damaged_tar_is_refused_not_unpacked_in_part(dog_images, tmp_path, mode, at):
+    """tarfile ends its listing silently at the first header that is not one: the members after it were lost
+    (180 of 200 files) and the job trained; damage inside a member's bytes unpacked corrupt images."""
+    tarred = channel_holding(tmp_path, f"dogImages.tar.{mode}")
+    with tarfile.open(tarred, f"w:{mode}") as tar:
+        tar.add(dog_images, arcname="dogImages")
+    damaged(tarred, at)
+    with pytest.raises(UserError, match=rf"cannot unpack {tarred}: \w+: "):
+        archives.unpack_channels({"training": tarred.parent}, tmp_path / "scratch")
+
+
+def test_a_tar_with_data_after_its_end_says_where(dog_images, tmp_path):
+    """An uncompressed tar has no checksum over its data; a header that is not one (here: appended) is found."""
+    tarred = channel_holding(tmp_path, "dogImages.tar")
+    with tarfile.open(tarred, "w") as tar:
+        tar.add(dog_images / "train", arcname="train")
+    tarred.write_bytes(tarred.read_bytes() + b"not a tar header".ljust(512, b"!"))
+    with pytest.raises(UserError, match=r"TarError: damaged archive: after 13 member\(s\), the last '.*', what follo"):
+        archives.unpack_channels({"training": tarred.parent}, tmp_path / "scratch")
