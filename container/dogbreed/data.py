@@ -5,7 +5,7 @@ import logging
 import os
 import shutil
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,13 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
     `valid`/`validation`/`val` and `test` channels), or else from one `training` channel. That channel's
     folder (after any lone wrapper folder, e.g. dogImages/: dataset_root) holds either split folders
     train/ [valid/] [test/] (any case: Train/) or the class folders themselves. Without a validation split, valid is
-    None."""
+    None. Two channels for one split (train and training, valid and validation) are refused: one would be dropped."""
+    for aliases in ((TRAIN, COMBINED), VALID_ALIASES):
+        if len(same := [name for name in aliases if name in channels]) > 1:
+            raise UserError(
+                f"channels {' and '.join(same)} were both given, but only one of them would be read: give the data "
+                "of one split in one channel"
+            )
     source = next((name for name in (TRAIN, COMBINED) if name in channels), None)
     if source is None:
         raise UserError(
@@ -60,7 +66,8 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
     folders = _split_folders(root, source)
     others = sorted(set(channels) & set(SPLIT_CHANNELS) - {source})
     if not folders:  # class folders: the training set
-        folders = {TRAIN: root} | {name: dataset_root(channels[name]) for name in others}
+        classes = {class_key(path.name) for path in subfolders(root)}
+        folders = {TRAIN: root} | {name: dataset_root(channels[name], classes) for name in others}
     elif TRAIN not in folders:
         raise UserError(f"the '{source}' channel's folder {root} holds split folders {sorted(folders)} but no train/")
     elif others:
@@ -85,13 +92,15 @@ def _split_folders(root: Path, channel: str) -> dict[str, Path]:
     return {path.name.lower(): path for path in folders}
 
 
-def dataset_root(channel: Path) -> Path:
+def dataset_root(channel: Path, classes: Collection[str] = ()) -> Path:
     """A channel's folder, or the folder inside it while it holds nothing but one folder (non-image files aside):
-    an upload's wrapper such as dogImages/, at most WRAPPER_DEPTH deep."""
+    an upload's wrapper such as dogImages/, at most WRAPPER_DEPTH deep. A lone folder named as one of `classes`
+    (train's, by class_key) is that class's, not a wrapper: a valid or test channel may hold one class only."""
     root = channel
     for _ in range(WRAPPER_DEPTH):
         inside = subfolders(root)
-        if len(inside) != 1 or inside[0].name.lower() in SPLIT_CHANNELS or _holds_images(root):
+        lone = inside[0].name if len(inside) == 1 else None
+        if lone is None or lone.lower() in SPLIT_CHANNELS or class_key(lone) in classes or _holds_images(root):
             break
         root = inside[0]
     return root
@@ -313,8 +322,14 @@ def class_key(name: str) -> str:
 
 
 def check_distinct(class_names: list[str], root: Path) -> None:
-    """Train's class folders must differ by more than their Unicode form (they would show as one name in every
-    report); folders differing only in case are different classes, with a warning."""
+    """Train's class folders must be UTF-8 text (they are the labels serving answers in JSON) and differ by more than
+    their Unicode form (they would show as one name in every report); folders differing only in case are different
+    classes, with a warning."""
+    if undecodable := [escaped(name) for name in class_names if escaped(name) != name]:
+        raise UserError(
+            f"class folder name(s) in {root} are not UTF-8 (the bytes shown as \\x..): {', '.join(undecodable[:5])}; "
+            "the class names are the model's labels, which must be text: rename the folders in every split"
+        )
     keys: dict[str, str] = {}
     for name in class_names:
         if (first := keys.setdefault(class_key(name), name)) != name:
@@ -327,6 +342,12 @@ def check_distinct(class_names: list[str], root: Path) -> None:
         cased.setdefault(class_key(name).casefold(), []).append(name)
     if same := [" and ".join(names) for names in cased.values() if len(names) > 1]:
         log.warning("class folders in %s differ only in case, so they are different classes: %s", root, "; ".join(same))
+
+
+def escaped(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (Python keeps them as lone surrogates, which no JSON encoder
+    writes) shown as \\xe9."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def check_known_classes(class_names: list[str], folders: list[str], names: tuple[Path, Path]) -> None:
@@ -484,7 +505,7 @@ def hold_out(train: ImageList, fraction: float, root: Path) -> tuple[ImageList, 
         by_class.setdefault(sample[1], []).append(sample)
     kept, held = [], []
     for samples in by_class.values():
-        samples.sort(key=lambda sample: hashlib.sha256(sample[0].relative_to(root).as_posix().encode()).digest())
+        samples.sort(key=lambda sample: hashlib.sha256(os.fsencode(sample[0].relative_to(root).as_posix())).digest())
         count = min(len(samples) - 1, max(1, round(len(samples) * fraction)))
         held += samples[:count]
         kept += samples[count:]

@@ -123,12 +123,13 @@ def test_class_without_training_images_fails_before_training(sm_tree):
 
 
 def test_a_name_that_is_not_utf8_is_written_to_the_failure_file_escaped(sm_tree):
-    """A folder named in Latin-1 (a tar made on an old system): its name reaches Python as surrogate escapes, which
-    the failure file and the log must carry rather than crash on."""
+    """A class folder named in Latin-1 (a tar made on an old system): its name reaches Python as surrogate escapes,
+    which no JSON label can hold (trained, serving answered 500): the job fails before training, naming it escaped."""
     base = sm_tree(HEAD_ONLY)
-    os.mkdir(bytes(base / "input" / "data" / "training" / "train") + b"/004.Caf\xe9")  # a class with no image
+    os.mkdir(bytes(base / "input" / "data" / "training" / "train") + b"/004.Caf\xe9")
     assert run_in_process(base) == train.EXIT_USER_ERROR
-    assert "004.Caf\\udce9" in first_line_of_failure(base)
+    assert "are not UTF-8 (the bytes shown as \\x..): 004.Caf\\xe9; the class names" in first_line_of_failure(base)
+    assert not (base / "model").exists()
 
 
 def test_unwritable_checkpoint_dir_fails_before_training_naming_it(sm_tree, tmp_path):

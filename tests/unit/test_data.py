@@ -1,6 +1,7 @@
 """Channels → datasets: both channel layouts, nested and hidden files, class checks, unreadable images skipped, empty
 splits named."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -372,3 +373,49 @@ def test_a_split_folder_differing_from_trains_only_in_case_is_named_with_trains(
     shutil.rmtree(dog_images / "valid" / "002.afghan_hound")
     data.load_splits(data.find_splits({"training": dog_images}))
     assert "differ only in case, so they are different classes: 002.AFGHAN_HOUND and 002.Afghan_hound" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [(("train", "training"), "train and training"), (("train", "valid", "validation"), "valid and validation")],
+)
+def test_two_channels_for_one_split_are_refused_naming_both(dog_images, given, named):
+    """train + valid + validation: validation was never read; train + training: training was ignored."""
+    folders = {"train": dog_images / "train", "training": dog_images, "valid": dog_images / "valid"}
+    channels = {name: folders.get(name, dog_images / "valid") for name in given}
+    with pytest.raises(UserError, match=rf"channels {named} were both given, but only one of them would be read"):
+        data.find_splits(channels)
+
+
+def test_a_valid_or_test_channel_of_one_class_is_that_class_not_a_wrapper(dog_images, tmp_path):
+    """valid/ or test/ may lack classes: one holding only 001.Affenpinscher/ (images in DCIM/ below it) was read
+    from inside that folder. A lone folder that is no class of train's is still a wrapper looked through."""
+    for split in ("valid", "test"):
+        for extra in ("002.Afghan_hound", "003.Airedale_terrier"):
+            shutil.rmtree(dog_images / split / extra)
+    nest(dog_images / "test" / "001.Affenpinscher", "DCIM")
+    wrapped = tmp_path / "wrapped"
+    (wrapped / "upload").mkdir(parents=True)
+    (dog_images / "test").rename(wrapped / "upload" / "test-images")
+    channels = {"train": dog_images / "train", "valid": dog_images / "valid", "test": wrapped}
+    paths = data.find_splits(channels)
+    assert (paths.valid, paths.test) == (dog_images / "valid", wrapped / "upload" / "test-images")
+    splits = data.load_splits(paths)
+    assert {label for _, label in splits.valid.samples + splits.test.samples} == {0}
+    assert (len(splits.valid), len(splits.test)) == (1, 1)
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_refused_escaped(dog_images):
+    """Trained, it became the label '004.Caf\\udce9', which JSON encoders refuse: serving answered 500."""
+    train = os.fsencode(dog_images / "train")
+    shutil.copytree(dog_images / "train" / "001.Affenpinscher", os.fsdecode(train + b"/004.Caf\xe9"))
+    with pytest.raises(UserError, match=r"not UTF-8 \(the bytes shown as \\x\.\.\): 004\.Caf\\xe9; the class names"):
+        load(dog_images)
+
+
+def test_an_image_name_that_is_not_utf8_is_held_out_by_its_bytes(dog_images):
+    """Holding out hashed the name's UTF-8 encoding: a latin-1 byte raised UnicodeEncodeError (exit 2)."""
+    folder = os.fsencode(dog_images / "train" / "001.Affenpinscher")
+    next((dog_images / "train" / "001.Affenpinscher").glob("*.jpg")).rename(os.fsdecode(folder + b"/caf\xe9.jpg"))
+    splits = data.load_splits(data.find_splits({"train": dog_images / "train"}))
+    assert len(splits.train) + len(splits.valid) == 9
