@@ -41,6 +41,8 @@ class SplitPaths:
     test: Path | None = None
 
 
+# Archives users upload that are not unpacked (archives.ARCHIVE_SUFFIXES are): named in the failure.
+FOREIGN_ARCHIVES = (".7z", ".rar", ".gz", ".gzip", ".bz2", ".xz", ".zst", ".lz4", ".lz", ".z", ".cab", ".iso", ".dmg")
 WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
 
 
@@ -81,14 +83,20 @@ def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
 
 def _split_folders(root: Path, channel: str) -> dict[str, Path]:
     """root's split folders by lower-case name; UserError when two hold the same split (train/ and Train/, valid/
-    and validation/): one would be dropped without a word."""
-    folders = [path for path in subfolders(root) if path.name.lower() in SPLIT_CHANNELS]
+    and validation/): one would be dropped without a word. Other folders beside them are named in a warning."""
+    inside = subfolders(root)
+    folders = [path for path in inside if path.name.lower() in SPLIT_CHANNELS]
     for aliases in ((TRAIN,), VALID_ALIASES, (TEST,)):
         if len(same := [path.name for path in folders if path.name.lower() in aliases]) > 1:
             raise UserError(
                 f"the '{channel}' channel's folder {root} holds {' and '.join(same)}, the same split twice: merge "
                 "them into one folder"
             )
+    if folders and (ignored := [path.name for path in inside if path not in folders]):
+        log.warning(
+            "ignored folder(s) %s in %s beside the split folders: only %s are read as splits",
+            ", ".join(ignored), root, "/ ".join(SPLIT_CHANNELS) + "/",
+        )  # fmt: skip
     return {path.name.lower(): path for path in folders}
 
 
@@ -283,6 +291,7 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
     not measured."""
     samples, skipped, others = [], {}, []
     folders = {class_key(folder): folder for folder in class_folders(root)}
+    _warn_loose_images(root, split)
     for label, name in enumerate(class_names):
         images, not_images = image_files(root, folders.get(class_key(name), name))
         others += not_images
@@ -313,6 +322,14 @@ def scan_split(root: Path, class_names: list[str], split: str) -> ImageList:
         )  # fmt: skip
     log.info("%s split: %d images in %d classes from %s", split, len(samples), len(class_names) - len(empty), root)
     return ImageList(samples)
+
+
+def _warn_loose_images(root: Path, split: str) -> None:
+    if loose := [p.name for p in sorted(root.iterdir()) if p.is_file() and named_as_image(p.name)]:
+        log.warning(
+            "ignored %d image(s) directly in %s split folder %s (e.g. %s): only images in a class folder are read",
+            len(loose), split, root, loose[0],
+        )  # fmt: skip
 
 
 def class_key(name: str) -> str:
@@ -471,6 +488,7 @@ def found_instead(root: Path) -> list[str]:
     files = sorted(p for p in root.rglob("*") if not any(part.startswith(".") for part in p.relative_to(root).parts))
     images = [p.name for p in files if p.parent == root and p.is_file() and named_as_image(p.name)]
     packed = [p for p in files if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES)]
+    foreign = [p for p in files if p.is_file() and p.name.lower().endswith(FOREIGN_ARCHIVES) and p not in packed]
     manifests = [p for p in files if p.is_file() and p.suffix.lower() == ".manifest"]
     deeper = [p.parent for p in files if p.is_dir() and p.name.lower() == TRAIN]
     found = []
@@ -483,6 +501,11 @@ def found_instead(root: Path) -> list[str]:
         found.append(
             f"found archive(s) not unpacked: {', '.join(map(str, packed[:3]))}; an archive is unpacked only when it "
             "lies directly in the channel's folder with no folder beside it"
+        )
+    if foreign:
+        found.append(
+            f"found {', '.join(p.name for p in foreign[:3])}: an archive format not unpacked; pack the data as one of "
+            f"{' '.join(ARCHIVE_SUFFIXES)}"
         )
     if manifests:
         found.append(

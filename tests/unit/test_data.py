@@ -419,3 +419,25 @@ def test_an_image_name_that_is_not_utf8_is_held_out_by_its_bytes(dog_images):
     next((dog_images / "train" / "001.Affenpinscher").glob("*.jpg")).rename(os.fsdecode(folder + b"/caf\xe9.jpg"))
     splits = data.load_splits(data.find_splits({"train": dog_images / "train"}))
     assert len(splits.train) + len(splits.valid) == 9
+
+
+def test_folders_beside_the_splits_and_images_beside_the_class_folders_are_named_in_warnings(dog_images, caplog):
+    for name in ("dev", "testing"):
+        shutil.copytree(dog_images / "valid", dog_images / name)
+    shutil.copy(next(dog_images.glob("train/001.*/*.jpg")), dog_images / "train" / "loose.jpg")
+    load(dog_images)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"ignored folder(s) dev, testing in {dog_images} beside the split folders: only train/ valid/ validation/ "
+        "val/ test/ are read as splits",
+        f"ignored 1 image(s) directly in train split folder {dog_images / 'train'} (e.g. loose.jpg): only images in "
+        "a class folder are read",
+    ]
+
+
+def test_an_archive_in_a_format_not_unpacked_is_named(tmp_path):
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "dogImages.7z").write_bytes(b"7z")
+    (tmp_path / "training" / "dogImages.tar.gzip").write_bytes(b"gz")
+    with pytest.raises(UserError, match=r"found dogImages\.7z, dogImages\.tar\.gzip: an archive format not unpacked"):
+        data.load_splits(data.find_splits({"training": tmp_path / "training"}))
