@@ -88,13 +88,13 @@ class TrainingEnv:
         hyperparameters = read_json(paths.hyperparameters_file)
         resources = read_json(paths.resourceconfig_file)
         checkpoint = read_json(paths.checkpointconfig_file)
-        hosts = sorted(resources.get("hosts") or ["algo-1"])
+        hosts, current_host = _hosts(resources, paths.resourceconfig_file)
         debug_config = environ.get("SMDEBUG_CONFIG_FILE_PATH") or paths.debughookconfig_file
         return cls(
             paths=paths,
             hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},
             channels=_channels(paths),
-            current_host=resources.get("current_host", hosts[0]),
+            current_host=current_host,
             hosts=hosts,
             network_interface=resources.get("network_interface_name"),
             checkpoint_dir=Path(checkpoint.get("LocalPath") or paths.default_checkpoint_dir),
@@ -102,6 +102,18 @@ class TrainingEnv:
             master_addr=environ.get("SM_MASTER_ADDR") or environ.get("MASTER_ADDR") or None,
             master_port=_int_env(environ, "SM_MASTER_PORT", None) or _int_env(environ, "MASTER_PORT", None),
         )
+
+
+def _hosts(resources: dict, path: Path) -> tuple[list[str], str]:
+    """resourceconfig.json's hosts, sorted, and current_host (one of them); UserError for any other shape: every
+    process takes its rank from where its host stands in the list."""
+    hosts = resources.get("hosts") or ["algo-1"]
+    if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
+        raise UserError(f'{path}: "hosts" must be a list of host names like ["algo-1"], not {json.dumps(hosts)[:80]}')
+    current = resources.get("current_host", min(hosts))
+    if current not in hosts:
+        raise UserError(f'{path}: "current_host" {json.dumps(current)[:80]} is not one of "hosts" {hosts}')
+    return sorted(hosts), current
 
 
 def _channels(paths: Paths) -> dict[str, Path]:

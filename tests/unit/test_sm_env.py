@@ -131,3 +131,18 @@ def test_serving_env_refuses_bad_values_naming_the_variable(tmp_path, setting, m
     key, value = setting.split("=")
     with pytest.raises(UserError, match=re.escape(message)):
         ServingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path), key: value})
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"hosts": "algo-1"}, r'"hosts" must be a list of host names like \["algo-1"\], not "algo-1"'),
+        ({"hosts": ["algo-1", 2]}, r'"hosts" must be a list of host names like \["algo-1"\], not \["algo-1", 2\]'),
+        ({"hosts": ["algo-1"], "current_host": "algo-9"}, r'"current_host" "algo-9" is not one of "hosts"'),
+    ],
+)
+def test_a_resourceconfig_of_another_shape_names_the_file_and_the_field(tmp_path, resources, message):
+    """ "hosts": "algo-1" was sorted into its characters, then the rank lookup raised ValueError (exit 2)."""
+    write_config(tmp_path, "resourceconfig.json", resources)
+    with pytest.raises(UserError, match=r"resourceconfig\.json: " + message):
+        TrainingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
