@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .contract.channels import COMBINED, SPLIT_CHANNELS
 from .errors import UserError
-from .files import writing
+from .files import reading_input, writing
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 IGNORED_FOLDERS = ("__MACOSX", "$RECYCLE.BIN", "System Volume Information")
 
 
+@reading_input
 def unpack_channels(channels: Mapping[str, Path], scratch: Path) -> dict[str, Path]:
     """The channels, each data channel holding only archives replaced by scratch/<channel>, their unpacked contents."""
     unpacked = dict(channels)

@@ -18,6 +18,7 @@ from .archives import ARCHIVE_SUFFIXES, IGNORED_FOLDERS
 from .contract.channels import COMBINED, SPLIT_CHANNELS, TEST, TRAIN, VALID_ALIASES
 from .contract.hyperparams import Hyperparameters
 from .errors import UserError
+from .files import reading_input
 from .formats import (
     IMAGE_EXTENSIONS,
     MAX_ASPECT_RATIO,
@@ -46,6 +47,7 @@ FOREIGN_ARCHIVES = (".7z", ".rar", ".gz", ".gzip", ".bz2", ".xz", ".zst", ".lz4"
 WRAPPER_DEPTH = 3  # lone folders find_splits looks through: s3://bucket/uploads/dogImages/train/...
 
 
+@reading_input
 def find_splits(channels: Mapping[str, Path]) -> SplitPaths:
     """Where the splits are, in the layouts users upload. The data comes from channel `train` (with optional
     `valid`/`validation`/`val` and `test` channels), or else from one `training` channel. That channel's
@@ -237,7 +239,7 @@ def image_files(root: Path, name: str) -> tuple[list[Path], list[Path]]:
     images, others = [], []
     if not _first_visit(folder, seen, relabels):
         return [], []
-    for top, dirs, files in os.walk(folder, followlinks=True):
+    for top, dirs, files in os.walk(folder, followlinks=True, onerror=_raise_denied):
         dirs[:] = [
             d
             for d in sorted(dirs)
@@ -247,6 +249,12 @@ def image_files(root: Path, name: str) -> tuple[list[Path], list[Path]]:
             if not file.startswith("."):
                 (images if named_as_image(file) else others).append(Path(top, file))
     return sorted(images), sorted(others)
+
+
+def _raise_denied(exc: OSError) -> None:
+    """os.walk's onerror: a folder the job may not read fails it (reading_input), not drops its images unseen."""
+    if isinstance(exc, PermissionError):
+        raise exc
 
 
 def _relabels(root: Path, name: str) -> Callable[[Path, Path], bool]:
@@ -460,6 +468,7 @@ class Splits:
     test: ImageList | None
 
 
+@reading_input
 def load_splits(paths: SplitPaths, *, valid_fraction: float = Hyperparameters.valid_fraction) -> Splits:
     """Scan every split; train's sorted class folders are the labels, other splits may hold a subset of them.
     Without a validation split, valid_fraction of the training images are held out as one (hold_out)."""

@@ -3,14 +3,15 @@ UserError that names the directory and the cause (no space left, read-only) inst
 
 import contextlib
 import errno
+import functools
 import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 
@@ -34,6 +35,27 @@ def writing(directory: Path, what: str) -> Iterator[None]:
     except OSError as exc:
         fix = _FIXES.get(exc.errno or 0, "check the directory")
         raise UserError(f"cannot write {what} to {directory}: {describe(exc)}; {fix}") from exc
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reading_input(function: Callable[P, R]) -> Callable[P, R]:
+    """function, with a PermissionError on an input folder or file turned into a UserError naming it and the fix
+    (a job run as another user than the one who owns the data, docker run --user)."""
+
+    @functools.wraps(function)
+    def read(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except PermissionError as exc:
+            raise UserError(
+                f"cannot read {exc.filename}: {describe(exc)}; make it readable for the training user (uid "
+                f"{os.getuid()})"
+            ) from exc
+
+    return read
 
 
 def check_writable(directory: Path, what: str) -> None:

@@ -1,8 +1,11 @@
 """Data channels as users upload them, through train.main: nothing is dropped, merged or overwritten without a word;
 a layout that cannot be read as meant fails with exit 1 naming what to change."""
 
+import errno
+import os
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +74,21 @@ def test_a_damaged_tar_xz_fails_naming_it(sm_tree):
     (channel / archive.name).write_bytes(bytes(packed))
     assert run_in_process(base) == train.EXIT_USER_ERROR
     assert failure(base).startswith(f"cannot unpack {channel / archive.name}: ")
+
+
+def test_an_input_folder_the_job_may_not_read_fails_naming_it(sm_tree, monkeypatch):
+    """Run as another user (docker run --user 1000) than the one owning a 0700 folder: was exit 2, a traceback."""
+    base = sm_tree(HEAD_ONLY)
+    denied = base / "input" / "data" / "training" / "valid"
+    iterdir = Path.iterdir
+
+    def iterdir_as_another_user(path: Path):
+        if path == denied:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir_as_another_user)
+    assert run_in_process(base) == train.EXIT_USER_ERROR
+    assert failure(base).startswith(
+        f"cannot read {denied}: permission denied (EACCES); make it readable for the training user (uid {os.getuid()})"
+    )

@@ -441,3 +441,18 @@ def test_an_archive_in_a_format_not_unpacked_is_named(tmp_path):
     (tmp_path / "training" / "dogImages.tar.gzip").write_bytes(b"gz")
     with pytest.raises(UserError, match=r"found dogImages\.7z, dogImages\.tar\.gzip: an archive format not unpacked"):
         data.load_splits(data.find_splits({"training": tmp_path / "training"}))
+
+
+def test_a_class_subfolder_the_job_may_not_read_fails_naming_it(dog_images, monkeypatch):
+    """os.walk skipped a folder it could not list: its images were dropped without a word."""
+    denied = nest(dog_images / "train" / "001.Affenpinscher", "DCIM")[0].parent
+    scandir = os.scandir
+
+    def scandir_as_another_user(path):
+        if str(path) == str(denied):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir_as_another_user)
+    with pytest.raises(UserError, match=rf"cannot read {denied}: permission denied \(EACCES\); make it readable"):
+        load(dog_images)
