@@ -346,10 +346,15 @@ def _remove_stale_failure(paths: Paths) -> None:
 
 
 def pretrained_weights_file(env: TrainingEnv) -> Path:
-    """The state_dict to start from: a file in the 'pretrained' channel, else the image's ImageNet cache."""
+    """The state_dict to start from: a file in the 'pretrained' channel (names starting with '.' skipped, as in data
+    channels: macOS's ._resnet50.pth beside resnet50.pth), else the image's ImageNet cache."""
     channel = env.channels.get(PRETRAINED)
     if channel is not None:
-        files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+        files = sorted(
+            p
+            for p in channel.rglob("*")
+            if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES and not p.name.startswith(".")
+        )
         if len(files) != 1:
             raise UserError(
                 f"the '{PRETRAINED}' channel at {channel} must hold exactly one ResNet50 state_dict file "

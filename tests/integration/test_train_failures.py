@@ -42,6 +42,7 @@ def test_pretrained_channel_state_dict_is_loaded(sm_tree, caplog):
     channel = base / "input" / "data" / "pretrained"
     channel.mkdir()
     torch.save(resnet50(weights=None).state_dict(), channel / "resnet50.pth")
+    (channel / "._resnet50.pth").write_bytes(b"\0\5\26\7")  # AppleDouble file a Mac copies along: not weights
     assert run_in_process(base) == 0, failure(base)
     assert f"loaded pretrained backbone weights from {channel / 'resnet50.pth'}" in caplog.text
     assert (base / "model" / "model.pt").is_file()
