@@ -179,13 +179,15 @@ class Checkpointer:
             checkpoint = Checkpoint(len(history), state, optimizer.state_dict(), history, self.signature)
             save_checkpoint(self.directory, checkpoint)
 
-    def keep_best(self, row: dict) -> Best:
-        """A copy of the trained modules' state after this epoch; the master also saves it beside the checkpoints."""
+    def best_of(self, row: dict) -> Best:
+        """A copy of the trained modules' state after this epoch, whose metric row is `row`."""
         state = {key: value.detach().clone() for key, value in trained_state(self.model, self.trained).items()}
-        best = Best(epoch=row["epoch"], row=row, model=state, signature=self.signature)
+        return Best(epoch=row["epoch"], row=row, model=state, signature=self.signature)
+
+    def keep(self, best: Best) -> None:
+        """The master saves the best epoch beside the checkpoints."""
         if self.writes:
             save_best(self.directory, best)
-        return best
 
 
 class StopFlag:

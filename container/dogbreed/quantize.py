@@ -13,8 +13,9 @@ import copy
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from . import data
 from .contract import metrics
+from .engine import Interrupted
 from .files import torch_bytes, write_atomically, writing
 from .model import INT8_WEIGHTS_FILE, Artifact, int8_notices_silenced, record_in_config
 from .presets import ClassificationPresetEval, PreprocessConfig
@@ -40,6 +42,9 @@ FP32_MODULES = ("conv1", "fc")
 CALIBRATION_IMAGES = 256  # a seeded sample of the training split; more changed nothing measurable
 MIN_AGREEMENT = 0.99  # gate: top-1 agreement with fp32 on the validation split
 MAX_ACCURACY_DROP = 0.01  # gate: validation accuracy may fall by at most 1 point
+STOPPED = "stopped by SIGTERM: rerun the job to finish it"  # why a stopped job's artifact has no int8 variant
+
+_Batch = TypeVar("_Batch")
 
 
 def _backend_config(backend: str):
@@ -120,7 +125,7 @@ def int8_refusal(artifact: Artifact) -> str | None:
 
 
 @torch.inference_mode()
-def compare(fp32: nn.Module, int8: nn.Module, loader: DataLoader) -> dict:
+def compare(fp32: nn.Module, int8: nn.Module, loader: Iterable) -> dict:
     """The gate: int8 vs fp32 on labelled images (top-1 agreement, accuracies, largest probability difference)."""
     agree, right_fp32, right_int8, max_diff, count = 0, 0, 0, 0.0, 0
     fp32 = fp32.cpu().eval()
@@ -175,15 +180,37 @@ def save_int8(model_dir: Path, int8: nn.Module | None, gate: dict) -> None:
     record_in_config(model_dir, "int8", gate)
 
 
-def write_int8(model_dir: Path, model: nn.Module, splits: data.Splits, preprocess: PreprocessConfig, seed: int) -> dict:
+def until_stopped(batches: Iterable[_Batch], should_stop: Callable[[], bool]) -> Iterator[_Batch]:
+    """The batches, but Interrupted before the next one once a stop is requested (SageMaker gives a stopped job
+    120 s: not enough to finish calibrating and gating a large model)."""
+    for batch in batches:
+        if should_stop():
+            raise Interrupted("stop requested while the int8 variant was made")
+        yield batch
+
+
+def write_int8(
+    model_dir: Path,
+    model: nn.Module,
+    splits: data.Splits,
+    preprocess: PreprocessConfig,
+    *,
+    seed: int,
+    should_stop: Callable[[], bool],
+) -> dict:
     """Quantize the trained model, gate it on the validation split, save both beside the fp32 artifact.
 
-    Never fails the job: a quantization error is recorded as a failed gate (the model is then served fp32).
+    Never fails the job: a quantization error is recorded as a failed gate (the model is then served fp32). A stop
+    (should_stop, checked between batches) records int8 as skipped and raises Interrupted.
     """
     started = time.perf_counter()
     try:
-        int8 = quantize(model, calibration_batches(splits, preprocess, seed))
-        gate = compare(copy.deepcopy(model), int8, _eval_loader(splits.valid, preprocess, seed))
+        int8 = quantize(model, until_stopped(calibration_batches(splits, preprocess, seed), should_stop))
+        validation = until_stopped(_eval_loader(splits.valid, preprocess, seed), should_stop)
+        gate = compare(copy.deepcopy(model), int8, validation)
+    except Interrupted:
+        save_int8(model_dir, None, {"passed": False, "skipped": STOPPED})
+        raise
     except Exception as exc:  # an int8 problem must not lose the trained fp32 model
         log.exception("int8 quantization failed; the model will be served in fp32 or bf16")
         gate = {"passed": False, "reason": f"quantization failed: {exc!r}"}

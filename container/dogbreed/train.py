@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from . import archives, data, quantize, recipes, reporting, selection
-from .checkpoint import Best, Checkpoint, Checkpointer, interrupt_on_sigterm, signature, stop_on_sigterm
+from .checkpoint import Best, Checkpoint, Checkpointer, StopFlag, interrupt_on_sigterm, signature, stop_on_sigterm
 from .contract import metrics
 from .contract.channels import PRETRAINED
 from .contract.hyperparams import Hyperparameters
@@ -30,7 +30,15 @@ from .errors import UserError, describe
 from .files import check_writable
 from .hardware import choose_threads, malloc_in_use, set_torch_threads, usable_cpus
 from .launcher import run_local_workers
-from .model import HeadConfig, build_model, cached_imagenet_weights_path, freeze, load_backbone, save_artifact
+from .model import (
+    HeadConfig,
+    build_model,
+    cached_imagenet_weights_path,
+    freeze,
+    load_backbone,
+    record_in_config,
+    save_artifact,
+)
 from .presets import PreprocessConfig
 from .recipes import Recipe
 from .sm_env import Paths, TrainingEnv, paths_from_environ
@@ -61,14 +69,20 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         with interrupt_on_sigterm():
             launch(environ)
     except Interrupted as exc:
-        return report_failure(paths, f"training stopped by SIGTERM: {exc}", EXIT_STOPPED)
+        return report_failure(paths, _with_notes(f"training stopped by SIGTERM: {exc}", exc), EXIT_STOPPED)
     except UserError as exc:
-        return report_failure(paths, str(exc), EXIT_USER_ERROR)
+        return report_failure(paths, _with_notes(str(exc), exc), EXIT_USER_ERROR)
     except Exception as exc:  # the error boundary
         log.error("training failed with:\n%s", traceback.format_exc())
-        return report_failure(paths, *_unexpected(exc))
+        message, code = _unexpected(exc)
+        return report_failure(paths, _with_notes(message, exc), code)
     _remove_stale_failure(paths)
     return 0
+
+
+def _with_notes(message: str, exc: BaseException) -> str:
+    """The failure text and what the job did about it (exc's notes, e.g. that the best epoch was delivered)."""
+    return "; ".join([message, *getattr(exc, "__notes__", ())])
 
 
 def _unexpected(exc: Exception) -> tuple[str, int]:
@@ -118,18 +132,44 @@ def check_outputs(env: TrainingEnv) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the epochs leave: one metric row per epoch, the final metrics of the delivered (best) epoch, the test
-    confusion matrix (rows = true class; None without a test split or when stopped), and whether SIGTERM cut the
-    epochs short."""
+    """What the master delivers: one metric row per epoch, the final metrics of the delivered (best) epoch, and the
+    test confusion matrix (rows = true class; None without a test split or when untested)."""
 
     history: list[dict]
     final: dict
-    confusion: torch.Tensor | None
-    stopped: bool = False
+    confusion: torch.Tensor | None = None
+
+    @property
+    def cut_short(self) -> str | None:
+        """Why the delivered model is not a finished job's (its metrics' "stopped" or "failed"), or None."""
+        return self.final.get("stopped") or self.final.get("failed")
+
+
+@dataclass
+class Progress:
+    """What the epochs of this job (earlier runs' included) have left so far: a stop or failure after one of them
+    still delivers its best epoch."""
+
+    history: list[dict]
+    best: Best | None = None
+
+    def outcome(
+        self, select_by: str, tested: dict | None = None, confusion: torch.Tensor | None = None, **cut_short: str
+    ) -> Outcome:
+        """The best epoch's final metrics (its validation figures, the test split's on it when `tested`, why the
+        job was cut short); logs the final metric line."""
+        best = self.best
+        values = {"valid_loss": best.row["valid_loss"], "valid_acc": best.row["valid_acc"], **(tested or {})}
+        log.info(metrics.final_line(best.epoch, values))
+        final = {"best_epoch": best.epoch, "select_by": select_by, "epochs": len(self.history), **cut_short}
+        return Outcome(list(self.history), {**final, **values}, confusion)
+
+
+STOPPED = "SIGTERM: the best epoch so far, untested; rerun the job to finish it"
 
 
 def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> None:
-    """The job, step by step."""
+    """The job, step by step; a stop or failure after an epoch still delivers the best epoch so far (salvage)."""
     with cluster(env, local) as node, stop_on_sigterm() as stop:
         torch.manual_seed(hps.seed)
         set_torch_threads(choose_threads(hps.threads, local.size))
@@ -138,21 +178,22 @@ def run(env: TrainingEnv, hps: Hyperparameters, local: Local = ONE_PROCESS) -> N
         head = HeadConfig(len(splits.class_names), hps.hidden_units, hps.dropout)
         model = build_model(head)
         load_pretrained(model, env, hps)
-        trained = freeze(model, hps.fine_tune)
-        should_stop = (lambda: node.any(stop())) if node.distributed else stop
-        preprocess = PreprocessConfig(image_size=hps.image_size)
-        images = recipes.image_datasets(splits, preprocess, hps)
-        recipe = recipes.choose(model.to(node.device), trained, images, hps=hps, node=node, should_stop=should_stop)
         job = signature(splits.class_names, head, hps)
-        checkpoints = Checkpointer(env.checkpoint_dir, job, model, recipe.trained, writes=node.is_master)
-        outcome = train(recipe, checkpoints, splits.class_names, env=env, hps=hps, node=node, should_stop=should_stop)
-        if node.is_master:
-            deliver(env.paths, model, outcome, head=head, splits=splits, preprocess=preprocess, hps=hps)
-        if outcome.stopped:
-            where = f"delivered to {env.paths.model_dir}" if node.is_master else "delivered by the master (rank 0)"
+        checkpoints = Checkpointer(env.checkpoint_dir, job, model, freeze(model, hps.fine_tune), writes=node.is_master)
+        resumed, best = node.broadcast(checkpoints.saved() if node.is_master else None)
+        progress = Progress(list(resumed.history) if resumed else [], best)
+        preprocess = PreprocessConfig(image_size=hps.image_size)
+        delivery = Delivery(env.paths, model, head, splits, preprocess, hps, writes=node.is_master, stop=stop)
+        should_stop = (lambda: node.any(stop())) if node.distributed else stop
+        try:
+            outcome = train(delivery, checkpoints, resumed, progress, env=env, node=node, should_stop=should_stop)
+        except Exception as exc:
+            delivery.salvage(checkpoints, progress, exc)
+            raise
+        if delivery.deliver(outcome).cut_short:
             raise Interrupted(
-                f"checkpoint saved after {outcome.final['epochs']} complete epoch(s), and the best epoch's model so "
-                f"far (epoch {outcome.final['best_epoch']}) {where}; rerun to resume"
+                f"stop requested while the int8 variant was made: the model, tested, delivered to "
+                f"{env.paths.model_dir} without it; rerun the job to make it"
             )
 
 
@@ -172,17 +213,19 @@ def check_same_data(node: Cluster, splits: data.Splits) -> None:
 
 
 def train(
-    recipe: Recipe,
+    delivery: "Delivery",
     checkpoints: Checkpointer,
-    class_names: list[str],
+    resumed: Checkpoint | None,
+    progress: Progress,
     *,
     env: TrainingEnv,
-    hps: Hyperparameters,
     node: Cluster,
     should_stop: Callable[[], bool],
 ) -> Outcome:
-    """Resume from the newest checkpoint, run the epochs, test the best epoch's model."""
-    resumed, best = node.broadcast(checkpoints.saved() if node.is_master else None)
+    """Choose the recipe, resume from the newest checkpoint, run the epochs, test the best epoch's model."""
+    hps, model, class_names = delivery.hps, delivery.model.to(node.device), delivery.splits.class_names
+    images = recipes.image_datasets(delivery.splits, delivery.preprocess, hps)
+    recipe = recipes.choose(model, checkpoints.trained, images, hps=hps, node=node, should_stop=should_stop)
     if resumed is not None:
         checkpoints.restore(resumed.model)
     loop = make_loop(
@@ -197,42 +240,97 @@ def train(
     )
     hook = create_hook(env.debughook_config, recipe.module, loop.criterion)
     traces = profile_dir(env.paths.output_data_dir, hps.profile) if node.is_master else None
-    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, traces, node)
+    epochs = Epochs(hps, recipe, loop, hook, checkpoints, class_names, traces, node, progress)
     try:
-        history, best, stopped = epochs.fit(resumed, best)
-        if best is None:
-            raise Interrupted("SIGTERM before the first epoch ended: checkpoint saved; rerun to resume")
-        return epochs.finish(history, best, stopped=stopped)
+        epochs.fit(resumed.epochs_done if resumed else 0)
+        return epochs.finish()
     finally:
         hook.close()
 
 
-def deliver(
-    paths: Paths,
-    model: nn.Module,
-    outcome: Outcome,
-    *,
-    head: HeadConfig,
-    splits: data.Splits,
-    preprocess: PreprocessConfig,
-    hps: Hyperparameters,
-) -> None:
-    """The master's outputs: the model artifact with its int8 variant (unless int8=false, or when stopped: SageMaker
-    gives a stopped job 120 s), and the training reports."""
-    final = outcome.final
-    save_artifact(
-        paths.model_dir, model, class_names=splits.class_names, head=head, preprocess=preprocess, metrics=final
-    )
-    if hps.int8 and not outcome.stopped:
-        quantize.write_int8(paths.model_dir, model, splits, preprocess, hps.seed)
-    else:
-        skipped = "stopped by SIGTERM: rerun the job to finish it" if outcome.stopped else "int8=false"
-        quantize.save_int8(paths.model_dir, None, {"passed": False, "skipped": skipped})
-    counts = Counter(splits.class_names[label] for _, label in splits.train.samples)
-    reporting.write_reports(
-        paths.output_data_dir, outcome.history, final, splits.class_names, outcome.confusion, train_counts=counts
-    )
-    log.info("model written to %s (epoch %d, by %s)", paths.model_dir, final["best_epoch"], final["select_by"])
+@dataclass(frozen=True)
+class Delivery:
+    """What the master delivers and where: the model artifact with its int8 variant (unless int8=false, or the job
+    is cut short: SageMaker gives a stopped job 120 s) and the training reports."""
+
+    paths: Paths
+    model: nn.Module
+    head: HeadConfig
+    splits: data.Splits
+    preprocess: PreprocessConfig
+    hps: Hyperparameters
+    writes: bool  # only the master writes model/ and output/data/
+    stop: StopFlag  # this process's own: int8 is made by the master alone, no collective can ask the others
+
+    def deliver(self, outcome: Outcome) -> Outcome:
+        """Write the outcome (the master); returns it as delivered: stopped, when SIGTERM came while int8 was made."""
+        if not self.writes:
+            return outcome
+        paths, splits = self.paths, self.splits
+        save_artifact(
+            paths.model_dir, self.model, class_names=splits.class_names, head=self.head, preprocess=self.preprocess,
+            metrics=outcome.final,
+        )  # fmt: skip
+        outcome = self.int8(outcome)
+        counts = Counter(splits.class_names[label] for _, label in splits.train.samples)
+        reporting.write_reports(
+            paths.output_data_dir, outcome.history, outcome.final, splits.class_names, outcome.confusion,
+            train_counts=counts,
+        )  # fmt: skip
+        final = outcome.final
+        log.info("model written to %s (epoch %d, by %s)", paths.model_dir, final["best_epoch"], final["select_by"])
+        return outcome
+
+    def int8(self, outcome: Outcome) -> Outcome:
+        """The int8 variant beside the written artifact, or why there is none."""
+        model_dir = self.paths.model_dir
+        if outcome.cut_short or not self.hps.int8:
+            quantize.save_int8(model_dir, None, {"passed": False, "skipped": _int8_skipped(outcome)})
+            return outcome
+        try:
+            quantize.write_int8(
+                model_dir, self.model, self.splits, self.preprocess, seed=self.hps.seed, should_stop=self.stop
+            )
+        except Interrupted:
+            stopped = "SIGTERM while the int8 variant was made: tested, without int8; rerun the job to make it"
+            outcome = dataclasses.replace(outcome, final={**outcome.final, "stopped": stopped})
+            record_in_config(model_dir, "metrics", outcome.final)
+        return outcome
+
+    def salvage(self, checkpoints: Checkpointer, progress: Progress, exc: Exception) -> None:
+        """After a stop or a failure (exc): the best epoch so far, untested, when there is one, its metrics saying
+        "stopped" or "failed"; exc's notes say so. Its weights were copied when its epoch had ended and been
+        validated, so the model is never half-trained; a failure to write it leaves exc the job's failure."""
+        best = progress.best
+        if best is None:
+            return
+        if not self.writes:
+            exc.add_note(f"the best epoch's model so far (epoch {best.epoch}) delivered by the master (rank 0)")
+            return
+        checkpoints.restore(best.model)
+        why = {"stopped": STOPPED} if isinstance(exc, Interrupted) else {"failed": f"{_failure(exc)}: untested"}
+        try:
+            self.deliver(progress.outcome(self.hps.select_by, **why))
+        except Exception as failed:  # e.g. model/ on the full disk that failed the job
+            log.exception("could not deliver the best epoch so far")
+            exc.add_note(f"the best epoch so far (epoch {best.epoch}) could not be delivered ({failed})")
+            return
+        exc.add_note(
+            f"the best epoch's model so far (epoch {best.epoch}) delivered to {self.paths.model_dir}, untested"
+        )
+
+
+def _int8_skipped(outcome: Outcome) -> str:
+    if outcome.final.get("stopped"):
+        return quantize.STOPPED
+    if outcome.final.get("failed"):
+        return "the job failed: fix the cause and rerun it to finish it"
+    return "int8=false"
+
+
+def _failure(exc: Exception) -> str:
+    """A failure as the delivered model's metrics name it."""
+    return str(exc) if isinstance(exc, UserError) else f"internal error ({type(exc).__name__}: {exc})"
 
 
 @dataclass(frozen=True)
@@ -249,28 +347,35 @@ class Epochs:
     class_names: list[str]  # in label order
     profile_dir: Path | None  # profile=true: the master traces its first epoch here; None: no trace in this process
     node: Cluster
+    progress: Progress  # the epochs so far, kept up to date for a stop or failure to deliver
 
-    def fit(self, resumed: Checkpoint | None, best: Best | None) -> tuple[list[dict], Best | None, bool]:
-        """Epochs from the checkpoint's next one; after each, the best model so far (when it changed) and a
-        checkpoint; on SIGTERM, one more checkpoint, then stop; stop early after `patience` epochs without
-        improvement. Returns the history, the best epoch (None: stopped before any) and whether SIGTERM stopped it."""
-        history = list(resumed.history) if resumed else []
-        start = resumed.epochs_done if resumed else 0
+    def fit(self, start: int) -> None:
+        """Epochs after the `start` ones checkpointed; after each, the best model so far (when it changed) and a
+        checkpoint; on SIGTERM, one more checkpoint, then Interrupted; stop early after `patience` epochs without
+        improvement. Leaves the history and the best epoch in self.progress."""
+        progress = self.progress
         for epoch in range(start + 1, self.hps.epochs + 1):
-            if self.out_of_patience(history):
+            if self.out_of_patience(progress.history):
                 break
             try:
                 row = self.epoch(epoch, self.profile_dir if epoch == start + 1 else None)
             except Interrupted:
-                self.checkpoints.save(self.loop.optimizer, history)
-                return history, best, True
+                self.checkpoints.save(self.loop.optimizer, progress.history)
+                done = len(progress.history)
+                raise Interrupted(f"checkpoint saved after {done} complete epoch(s); rerun to resume") from None
             if epoch == start + 1:
                 self.check_decoded()
-            history.append(row)
-            if selection.better(row, best.row if best else None, self.hps.select_by):
-                best = self.checkpoints.keep_best(row)
-            self.checkpoints.save(self.loop.optimizer, history)
-        return history, best or self.checkpoints.keep_best(history[-1]), False
+            progress.history.append(row)
+            if selection.better(row, progress.best.row if progress.best else None, self.hps.select_by):
+                self.keep_best(row)
+            self.checkpoints.save(self.loop.optimizer, progress.history)
+        if progress.best is None:
+            self.keep_best(progress.history[-1])
+
+    def keep_best(self, row: dict) -> None:
+        """This epoch is the one to deliver: kept in memory first (a failure to save it still delivers it)."""
+        self.progress.best = self.checkpoints.best_of(row)
+        self.checkpoints.keep(self.progress.best)
 
     def check_decoded(self) -> None:
         """After this process's first epoch, every training image was read once, by one process or another."""
@@ -308,22 +413,17 @@ class Epochs:
         check_finite(epoch, values, self.hps)
         return {"epoch": epoch, **values, "seconds": round(time.monotonic() - started, 3)}
 
-    def finish(self, history: list[dict], best: Best, *, stopped: bool) -> Outcome:
-        """Load the best epoch's weights; final metrics are its validation figures and the test split's on it
-        (with the test confusion matrix), but for a stopped job (SageMaker gives it 120 s): its validation figures."""
-        self.checkpoints.restore(best.model)
-        final = {"best_epoch": best.epoch, "select_by": self.hps.select_by, "epochs": len(history)}
-        if stopped:
-            final["stopped"] = "SIGTERM: the best epoch so far, untested; rerun the job to finish it"
-        values = {key: best.row[key] for key in ("valid_loss", "valid_acc")}
-        confusion = None
-        if self.recipe.test is not None and not stopped:
-            self.hook.eval()
-            confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
-            tested = self.loop.evaluate(self.recipe.test, "test", confusion)
-            values.update(self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc}))
-        log.info(metrics.final_line(best.epoch, values))
-        return Outcome(history, {**final, **values}, confusion, stopped)
+    def finish(self) -> Outcome:
+        """Load the best epoch's weights; its final metrics add the test split's on it, with the confusion matrix."""
+        progress, select_by = self.progress, self.hps.select_by
+        self.checkpoints.restore(progress.best.model)
+        if self.recipe.test is None:
+            return progress.outcome(select_by)
+        self.hook.eval()
+        confusion = torch.zeros(len(self.class_names), len(self.class_names), dtype=torch.int64)
+        tested = self.loop.evaluate(self.recipe.test, "test", confusion)
+        figures = self.node.broadcast({"test_loss": tested.loss, "test_acc": tested.acc})
+        return progress.outcome(select_by, figures, confusion)
 
 
 def check_finite(epoch: int, values: dict[str, float], hps: Hyperparameters) -> None:
@@ -334,7 +434,7 @@ def check_finite(epoch: int, values: dict[str, float], hps: Hyperparameters) -> 
     if diverged:
         raise UserError(
             f"training diverged: the loss became non-finite at epoch {epoch} ({', '.join(diverged)}); lower lr "
-            f"(now {hps.lr:g} with optimizer={hps.optimizer}), or check the training data. No model is delivered"
+            f"(now {hps.lr:g} with optimizer={hps.optimizer}), or check the training data"
         )
 
 
