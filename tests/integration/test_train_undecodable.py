@@ -1,6 +1,7 @@
 """An image that passes the scan (PIL verify) but fails to decode during training is skipped and counted, not fatal;
 a class none of whose training images decodes fails the job, naming it."""
 
+import json
 import re
 from pathlib import Path
 
@@ -71,5 +72,9 @@ def test_a_split_of_only_undecodable_images_fails_the_job_naming_it(sm_tree, cap
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith(f"no image of the {split} split could be decoded (every one was skipped"), failure
     assert "replace its images with readable ones" in failure
-    assert f"{split}_loss=0.0000" not in caplog.text and "final " not in caplog.text
-    assert not (base / "model" / "model.pt").exists()
+    assert f"{split}_loss=0.0000" not in caplog.text
+    if split == "test" and augment == "true":  # met when the best epoch is tested: delivered untested, as after
+        metrics = json.loads((base / "model" / "model_config.json").read_text())["metrics"]  # any later failure
+        assert "failed" in metrics and "test_loss" not in metrics
+    else:  # met before the first epoch ended (validation, or the feature pass)
+        assert "final " not in caplog.text and not (base / "model" / "model.pt").exists()
