@@ -235,8 +235,7 @@ def test_valid_split_missing_a_class_is_labelled_by_train_classes(dog_images, ca
         "001.Affenpinscher": 0,
         "003.Airedale_terrier": 2,
     }
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [
+    assert warnings(caplog) == [
         f"valid split at {dog_images / 'valid'} has no readable image of 1 of the 3 classes, so its metrics leave "
         "them out: 001.Affenpinscher",
         f"test split at {dog_images / 'test'} has no readable image of 1 of the 3 classes, so its metrics leave "
@@ -426,8 +425,7 @@ def test_folders_beside_the_splits_and_images_beside_the_class_folders_are_named
         shutil.copytree(dog_images / "valid", dog_images / name)
     shutil.copy(next(dog_images.glob("train/001.*/*.jpg")), dog_images / "train" / "loose.jpg")
     load(dog_images)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [
+    assert warnings(caplog) == [
         f"ignored folder(s) dev, testing in {dog_images} beside the split folders: only train/ valid/ validation/ "
         "val/ test/ are read as splits",
         f"ignored 1 image(s) directly in train split folder {dog_images / 'train'} (e.g. loose.jpg): only images in "
@@ -456,3 +454,7 @@ def test_a_class_subfolder_the_job_may_not_read_fails_naming_it(dog_images, monk
     monkeypatch.setattr(os, "scandir", scandir_as_another_user)
     with pytest.raises(UserError, match=rf"cannot read {denied}: permission denied \(EACCES\); make it readable"):
         load(dog_images)
+
+
+def warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
